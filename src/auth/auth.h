@@ -1,0 +1,31 @@
+/*
+ * Accounts and tokens: argon2id password hashes, HS256 JWTs, sign-in and
+ * refresh-token rotation. The operations themselves are declared in
+ * generated/operations.gen.h; this header is for other modules and the CLI.
+ */
+#ifndef ZNP_AUTH_H
+#define ZNP_AUTH_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/error.h"
+
+/* Hash `password` with argon2id and the configured costs into `out` (PHC string). */
+int znp_password_hash(char *out, size_t out_size, const char *password, size_t password_len,
+                      const znp_config_t *config);
+/* 0 when `password` matches `encoded`, ZNP_E_INVALID_CREDENTIALS when not, ZNP_E_INTERNAL when `encoded` is malformed. */
+int znp_password_verify(const char *encoded, const char *password, size_t password_len);
+
+/*
+ * Create an admin account (roles admin and user, active, email verified), or
+ * when the email exists, give it the admin role and the new password.
+ * `email` is normalized (trimmed, lower-cased). Used by `znp admin create`
+ * and the demo seed. *user_id_out may be NULL.
+ */
+int znp_auth_create_admin(PGconn *db, const znp_config_t *config, const char *email, const char *password,
+                          int64_t *user_id_out, znp_error_t *err);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * The context an operation runs in. Operations under src/<module>/ see only
+ * this, their typed request and their typed response: never h2o or gRPC.
+ * The same function serves HTTP, gRPC and the tests.
+ */
+#ifndef ZNP_CORE_CONTEXT_H
+#define ZNP_CORE_CONTEXT_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "arena.h"
+#include "error.h"
+
+struct znp_config;
+
+#define ZNP_REQUEST_ID_MAX 64
+#define ZNP_ROLES_MAX 8
+
+/* the authenticated caller; user_id 0 means anonymous */
+typedef struct znp_identity {
+    int64_t user_id;
+    char email[256];
+    size_t role_count;
+    char roles[ZNP_ROLES_MAX][32];
+    int64_t token_issued_at; /* Unix seconds */
+} znp_identity_t;
+
+typedef struct znp_ctx {
+    PGconn *db;                        /* borrowed; NULL for inline operations that run on an event loop */
+    const struct znp_config *config;   /* borrowed, read-only while serving */
+    znp_identity_t caller;
+    znp_locale_t locale;
+    znp_arena_t *arena;                /* request arena for strings the response points to */
+    znp_error_t *err;                  /* where the operation records error detail */
+    const char *request_id;
+    const char *client_ip;             /* textual peer address, never NULL ("" when unknown) */
+    const char *user_agent;            /* may be NULL */
+    int64_t (*now)(void);              /* clock in Unix seconds; tests may substitute it */
+} znp_ctx_t;
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Route matching over the generated route table. Static segments win over
+ * parameters at the same position; a path that matches a route template with
+ * another method yields ZNP_E_METHOD_NOT_ALLOWED and the Allow list.
+ */
+#ifndef ZNP_CORE_ROUTER_H
+#define ZNP_CORE_ROUTER_H
+
+#include <stddef.h>
+
+#include "codec.h"
+#include "dispatch.h"
+
+typedef enum znp_segment_kind {
+    ZNP_SEG_STATIC = 0,
+    ZNP_SEG_PARAM,        /* {name} */
+    ZNP_SEG_ADMIN_PREFIX, /* {admin}: the configured admin prefix, matched literally */
+} znp_segment_kind_t;
+
+typedef struct znp_segment {
+    znp_segment_kind_t kind;
+    const char *text; /* literal text, or the parameter name */
+} znp_segment_t;
+
+typedef struct znp_route {
+    const char *method;           /* "GET", "POST", ... */
+    const char *path;             /* the spec template, e.g. "/api/v1/{admin}/site-settings" */
+    const znp_segment_t *segments;
+    size_t segment_count;
+    const znp_operation_t *operation;
+} znp_route_t;
+
+extern const znp_route_t znp_routes[];
+extern const size_t znp_route_count;
+
+#define ZNP_ROUTER_MAX_PARAMS 8
+
+typedef struct znp_route_match {
+    const znp_route_t *route;
+    size_t param_count;
+    znp_param_t params[ZNP_ROUTER_MAX_PARAMS]; /* values are percent-decoded into `buffer` */
+    char buffer[1024];
+    char allow[128];              /* "GET, PATCH" when the result is ZNP_E_METHOD_NOT_ALLOWED */
+} znp_route_match_t;
+
+/*
+ * Match `method` and the raw request path against `routes` (normally
+ * znp_routes / znp_route_count) (`path`, `path_len`, without the
+ * query string, still percent-encoded). Segments are
+ * split on '/' before percent-decoding, so "%2F" stays inside one parameter.
+ * `admin_prefix` is the configured admin prefix (e.g. "admin").
+ * Returns 0, ZNP_E_ROUTE_NOT_FOUND, ZNP_E_METHOD_NOT_ALLOWED, or
+ * ZNP_E_VALIDATION_FAILED for a parameter that is not valid percent-encoded UTF-8.
+ * HEAD matches GET routes.
+ */
+int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
+                     const char *path, size_t path_len, const char *admin_prefix);
+
+#endif

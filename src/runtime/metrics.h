@@ -1,0 +1,28 @@
+/*
+ * Process metrics in Prometheus text format 0.0.4. Counters and histograms
+ * are updated lock-free (atomics) from any thread; znp_metrics_render builds
+ * the /metrics body.
+ */
+#ifndef ZNP_RUNTIME_METRICS_H
+#define ZNP_RUNTIME_METRICS_H
+
+#include <stddef.h>
+
+struct znp_pool;
+
+void znp_metrics_init(void);
+
+/*
+ * Count one finished HTTP request. `route` is the route template (e.g.
+ * "/api/v1/{admin}/site-settings") or "unmatched"; label cardinality stays
+ * bounded because raw paths are never used as labels.
+ */
+void znp_metrics_observe_request(const char *route, const char *method, int status, double seconds);
+
+/* Count one finished gRPC call by full method name and status code. */
+void znp_metrics_observe_grpc(const char *method, int code, double seconds);
+
+/* Render the exposition into a malloc'd buffer (*out owned by the caller). */
+int znp_metrics_render(char **out, size_t *len, struct znp_pool *pool);
+
+#endif
