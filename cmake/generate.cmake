@@ -20,18 +20,23 @@ set(ZNP_GEN_OUTPUTS
     ${ZNP_GEN_DIR}/schemas.gen.h
     ${ZNP_GEN_DIR}/operations.gen.h
     ${ZNP_GEN_DIR}/grpc_methods.gen.h
+    ${ZNP_GEN_DIR}/openapi.gen.h
     ${ZNP_GEN_DIR}/openapi.json
     ${ZNP_GEN_DIR}/proto/grpc/health/v1/health.pb-c.h
     ${ZNP_GEN_DIR}/proto/znp/v1/znp.pb-c.h)
 
+# The generator leaves files whose bytes did not change untouched, so a stamp
+# records the last run; the outputs are byproducts.
 add_custom_command(
-    OUTPUT ${ZNP_GEN_OUTPUTS}
+    OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/codegen.stamp
+    BYPRODUCTS ${ZNP_GEN_OUTPUTS}
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/codegen/generate.py
             --root ${CMAKE_CURRENT_SOURCE_DIR} --protoc-c ${PROTOC_C}
+    COMMAND ${CMAKE_COMMAND} -E touch ${CMAKE_CURRENT_BINARY_DIR}/codegen.stamp
     DEPENDS ${ZNP_SPEC_FILES} ${ZNP_CODEGEN_FILES}
     COMMENT "codegen: spec/ -> generated/"
     VERBATIM)
-add_custom_target(znp_generated DEPENDS ${ZNP_GEN_OUTPUTS})
+add_custom_target(znp_generated DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/codegen.stamp)
 
 # `cmake --build build --target generate` rewrites generated/ unconditionally.
 add_custom_target(generate
