@@ -36,6 +36,12 @@ int znp_codec_load(json_t **out, const char *data, size_t len, znp_error_t *err)
  * `schema`. Strings and arrays are allocated from `arena`; ZNP_FT_JSON fields
  * borrow from `in`, which must outlive `out`. `path` is the JSON path prefix
  * used in errors ("$" for a request body).
+ *
+ * Each field's presence in `has` is ZNP_SET for a value, ZNP_NULL for null
+ * (nullable fields only) and ZNP_ABSENT when the key is missing. A field with
+ * a default gets the default value but keeps ZNP_ABSENT, so a PATCH handler
+ * can tell that the client did not send it. Only fields with
+ * in = ZNP_IN_BODY are read, and read-only fields are skipped.
  */
 int znp_codec_parse(const znp_schema_t *schema, json_t *in, void *out, znp_arena_t *arena, const char *path,
                     znp_error_t *err);
@@ -45,10 +51,17 @@ int znp_codec_parse(const znp_schema_t *schema, json_t *in, void *out, znp_arena
  * their value from `path_params` (name/value pairs, already percent-decoded),
  * fields with in = ZNP_IN_QUERY from the raw query string `query`
  * (application/x-www-form-urlencoded, may be NULL). Values are converted from
- * text with the same constraints as JSON fields (integers must be decimal
- * without sign tricks, booleans are true/false/1/0). A field with
- * in = ZNP_IN_BODY and type ZNP_FT_OBJECT receives `body` (may be NULL when
- * the request had no body; then it fails only if the field is required).
+ * text with the same constraints as JSON fields (integers must match
+ * -?[0-9]+, booleans are true/false/1/0). A scalar query parameter given
+ * twice is rejected, and an array parameter collects repeated keys
+ * (?tag=a&tag=b). Unknown query keys are ignored, but every key and value
+ * must be valid percent-encoded UTF-8 without NUL. Errors name the
+ * parameter in err->path ("page", "tag[1]").
+ *
+ * A field with in = ZNP_IN_BODY and type ZNP_FT_OBJECT receives `body` (may
+ * be NULL when the request had no body; then it fails with
+ * ZNP_E_BODY_REQUIRED only if the field is required). Body errors have paths
+ * below "$".
  */
 typedef struct znp_param {
     const char *name;

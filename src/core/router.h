@@ -49,9 +49,15 @@ typedef struct znp_route_match {
  * query string, still percent-encoded). Segments are
  * split on '/' before percent-decoding, so "%2F" stays inside one parameter.
  * `admin_prefix` is the configured admin prefix (e.g. "admin").
- * Returns 0, ZNP_E_ROUTE_NOT_FOUND, ZNP_E_METHOD_NOT_ALLOWED, or
- * ZNP_E_VALIDATION_FAILED for a parameter that is not valid percent-encoded UTF-8.
- * HEAD matches GET routes.
+ * Returns 0, ZNP_E_ROUTE_NOT_FOUND, ZNP_E_METHOD_NOT_ALLOWED, ZNP_E_URI_TOO_LONG
+ * when the decoded segments do not fit `buffer`, or ZNP_E_VALIDATION_FAILED
+ * for a segment that is not valid percent-encoded UTF-8 or contains %00.
+ * HEAD matches GET routes (an explicit HEAD route wins). Among routes whose
+ * template matches, the one with a literal at the first position where they
+ * differ wins, whatever the table order. The admin prefix counts as a
+ * literal and is also reported in `params` under its template name.
+ * The values in out->params point into out->buffer, so `out` must not be
+ * copied.
  */
 int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
                      const char *path, size_t path_len, const char *admin_prefix);

@@ -1,0 +1,206 @@
+#include "router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEGMENTS 32 /* more than any route template has */
+
+typedef struct segment_text {
+    const char *text; /* percent-decoded, NUL-terminated, inside znp_route_match_t.buffer */
+} segment_text_t;
+
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Split the raw path on '/' and percent-decode each segment into
+ * out->buffer. "/" has no segments; "/a/" has two ("a" and "").
+ */
+static int split_path(znp_route_match_t *out, segment_text_t *segments, size_t *count, const char *path,
+                      size_t path_len)
+{
+    size_t used = 0, n = 0, i = 1;
+
+    *count = 0;
+    if (path_len == 0 || path[0] != '/')
+        return ZNP_E_ROUTE_NOT_FOUND;
+    if (path_len == 1)
+        return 0;
+
+    while (i <= path_len) {
+        const char *start = path + i;
+        const char *slash = memchr(start, '/', path_len - i);
+        size_t len = slash != NULL ? (size_t)(slash - start) : path_len - i;
+        char *dst = out->buffer + used;
+        size_t decoded = 0;
+
+        if (n == MAX_SEGMENTS)
+            return ZNP_E_ROUTE_NOT_FOUND;
+        /* decoding never grows a segment, so len + 1 bytes suffice */
+        if (len + 1 > sizeof(out->buffer) - used)
+            return ZNP_E_URI_TOO_LONG;
+        for (size_t k = 0; k < len; k++) {
+            char c = start[k];
+            if (c == '%') {
+                int hi, lo;
+                if (len - k < 3 || (hi = hex_value((unsigned char)start[k + 1])) < 0 ||
+                    (lo = hex_value((unsigned char)start[k + 2])) < 0)
+                    return ZNP_E_VALIDATION_FAILED;
+                c = (char)(hi * 16 + lo);
+                k += 2;
+                if (c == '\0')
+                    return ZNP_E_VALIDATION_FAILED;
+            }
+            dst[decoded++] = c;
+        }
+        dst[decoded] = '\0';
+        if (!znp_utf8_valid(dst, decoded))
+            return ZNP_E_VALIDATION_FAILED;
+        segments[n++].text = dst;
+        used += decoded + 1;
+        i += len + 1;
+    }
+    *count = n;
+    return 0;
+}
+
+static int template_matches(const znp_route_t *route, const segment_text_t *segments, size_t count,
+                            const char *admin_prefix)
+{
+    if (route->segment_count != count)
+        return 0;
+    for (size_t i = 0; i < count; i++) {
+        const znp_segment_t *seg = &route->segments[i];
+        switch (seg->kind) {
+        case ZNP_SEG_STATIC:
+            if (strcmp(seg->text, segments[i].text) != 0)
+                return 0;
+            break;
+        case ZNP_SEG_PARAM:
+            if (segments[i].text[0] == '\0')
+                return 0;
+            break;
+        case ZNP_SEG_ADMIN_PREFIX:
+            /* NOTE: the prefix must be one path segment. A prefix containing '/' never matches, so admin routes stay closed. */
+            if (admin_prefix == NULL || admin_prefix[0] == '\0' || strcmp(admin_prefix, segments[i].text) != 0)
+                return 0;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* <0 when `a` is more specific than `b`: at the first position where they differ, a literal beats a parameter */
+static int compare_specificity(const znp_route_t *a, const znp_route_t *b)
+{
+    for (size_t i = 0; i < a->segment_count && i < b->segment_count; i++) {
+        int a_param = a->segments[i].kind == ZNP_SEG_PARAM;
+        int b_param = b->segments[i].kind == ZNP_SEG_PARAM;
+        if (a_param != b_param)
+            return a_param ? 1 : -1;
+    }
+    return 0;
+}
+
+static int method_matches(const char *route_method, const char *method)
+{
+    if (strcmp(route_method, method) == 0)
+        return 1;
+    return strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void build_allow(znp_route_match_t *out, const char **methods, size_t count)
+{
+    size_t used = 0;
+
+    qsort(methods, count, sizeof(*methods), compare_strings);
+    out->allow[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strlen(methods[i]);
+        size_t need = len + (used > 0 ? 2 : 0);
+        if (i > 0 && strcmp(methods[i], methods[i - 1]) == 0)
+            continue;
+        if (used + need + 1 > sizeof(out->allow))
+            break;
+        if (used > 0) {
+            memcpy(out->allow + used, ", ", 2);
+            used += 2;
+        }
+        memcpy(out->allow + used, methods[i], len);
+        used += len;
+        out->allow[used] = '\0';
+    }
+}
+
+int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
+                     const char *path, size_t path_len, const char *admin_prefix)
+{
+    segment_text_t segments[MAX_SEGMENTS];
+    size_t segment_count = 0, allowed_count = 0;
+    const char *allowed[32];
+    const znp_route_t *best = NULL;
+    int rc;
+
+    out->route = NULL;
+    out->param_count = 0;
+    out->allow[0] = '\0';
+    out->buffer[0] = '\0';
+
+    rc = split_path(out, segments, &segment_count, path, path_len);
+    if (rc != 0)
+        return rc;
+
+    for (size_t i = 0; i < route_count; i++) {
+        const znp_route_t *route = &routes[i];
+
+        if (!template_matches(route, segments, segment_count, admin_prefix))
+            continue;
+        if (allowed_count < sizeof(allowed) / sizeof(allowed[0]) - 1) {
+            allowed[allowed_count++] = route->method;
+            if (strcmp(route->method, "GET") == 0)
+                allowed[allowed_count++] = "HEAD";
+        }
+        if (!method_matches(route->method, method))
+            continue;
+        /* table order decides only between routes of equal specificity, and an exact HEAD route beats GET */
+        if (best == NULL || compare_specificity(route, best) < 0 ||
+            (compare_specificity(route, best) == 0 && strcmp(best->method, method) != 0 &&
+             strcmp(route->method, method) == 0))
+            best = route;
+    }
+
+    if (best == NULL) {
+        if (allowed_count == 0)
+            return ZNP_E_ROUTE_NOT_FOUND;
+        build_allow(out, allowed, allowed_count);
+        return ZNP_E_METHOD_NOT_ALLOWED;
+    }
+
+    out->route = best;
+    /* the admin prefix is reported too, under its template name, for request schemas that declare it */
+    for (size_t i = 0; i < best->segment_count; i++) {
+        if (best->segments[i].kind == ZNP_SEG_STATIC)
+            continue;
+        if (out->param_count == ZNP_ROUTER_MAX_PARAMS)
+            return ZNP_E_INTERNAL;
+        out->params[out->param_count].name = best->segments[i].text;
+        out->params[out->param_count].value = segments[i].text;
+        out->param_count++;
+    }
+    return 0;
+}
