@@ -1,0 +1,72 @@
+/*
+ * Internals shared by the files of the auth module: the users row as the
+ * operations read it, and token-pair issuing.
+ */
+#ifndef ZNP_AUTH_INTERNAL_H
+#define ZNP_AUTH_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "auth/jwt.h"
+#include "auth/password.h"
+#include "core/context.h"
+#include "schemas.gen.h"
+
+enum {
+    ZNP_USER_ACTIVE = 1,
+    ZNP_USER_PENDING = 2,
+    ZNP_USER_DISABLED = 3,
+};
+
+typedef struct znp_auth_user {
+    int64_t id;
+    char email[1024];                          /* up to 254 code points of UTF-8 */
+    char display_name[129 * 4];                /* up to 128 code points of UTF-8 */
+    char password_hash[ZNP_PASSWORD_HASH_MAX]; /* "" when not selected */
+    size_t role_count;
+    char roles[ZNP_ROLES_MAX][32];  /* roles that fit; is_admin looks at all of them */
+    int is_admin;                   /* a role equal to "admin" in any letter case */
+    int status;                     /* ZNP_USER_* */
+    int64_t lock_seconds;           /* seconds until locked_until, 0 when not locked */
+    int64_t token_invalid_before;   /* Unix seconds, rounded down; 0 when unset */
+    int64_t created_at, updated_at; /* Unix seconds */
+} znp_auth_user_t;
+
+/*
+ * Load the user with this normalized email (with password_hash) or id
+ * (without). *found is 0 when no row matched. Returns 0 or the error of
+ * znp_sql_exec.
+ */
+int znp_auth__user_find_by_email(znp_auth_user_t *out, int *found, PGconn *db, const char *email,
+                                 const char *request_id);
+int znp_auth__user_find_by_id(znp_auth_user_t *out, int *found, PGconn *db, int64_t id, const char *request_id);
+
+/*
+ * Record ZNP_E_ACCOUNT_LOCKED in ctx->err with retry_after = `seconds` (the
+ * time left on the lock) and return it.
+ */
+int znp_auth__locked(znp_ctx_t *ctx, int64_t seconds);
+
+/* Length of a configured signing key; 0 for NULL, which every signature check then rejects. */
+static inline size_t znp_auth__key_len(const char *key)
+{
+    return key != NULL ? strlen(key) : 0;
+}
+
+/* ctx->now() when set, else the system clock, in Unix seconds */
+int64_t znp_auth__now(const znp_ctx_t *ctx);
+
+/*
+ * Sign a new access and refresh token for `user`, store the refresh token's
+ * row (in the caller's transaction) and fill *out with strings from
+ * ctx->arena. `family` continues a refresh-token family; NULL starts one.
+ * The new refresh token's id is copied to refresh_jti_out (may be NULL).
+ * Returns 0 or a negative znp_err.
+ */
+int znp_auth__tokens_issue(znp_ctx_t *ctx, const znp_auth_user_t *user, const char *family, char *refresh_jti_out,
+                           znp_token_pair_t *out);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * GET and PATCH /api/v1/{admin}/site-settings. The row is created from the
+ * configuration on first use. PATCH changes only the fields it names.
+ */
+#include "operations.gen.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "auth/sql.h"
+#include "auth/text.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "system/settings.h"
+#include "system/site.h"
+
+#define LOG_TAG "site"
+
+/*
+ * One statement for any combination of fields: $1, $3, $5 and $7 are true
+ * when name, logo_url, service_domain and subscription_domain change.
+ * updated_at moves only when the request names a field.
+ */
+static const char SQL_UPDATE[] =
+    "UPDATE site_settings SET"
+    " name = CASE WHEN $1::boolean THEN $2 ELSE name END,"
+    " logo_url = CASE WHEN $3::boolean THEN $4 ELSE logo_url END,"
+    " service_domain = CASE WHEN $5::boolean THEN $6 ELSE service_domain END,"
+    " subscription_domain = CASE WHEN $7::boolean THEN $8 ELSE subscription_domain END,"
+    " updated_at = CASE WHEN $1::boolean OR $3::boolean OR $5::boolean OR $7::boolean THEN now() ELSE updated_at END"
+    " WHERE id = 1"
+    " RETURNING " ZNP_SITE_COLUMNS;
+
+/* one settable column of the PATCH body */
+typedef struct change {
+    const char *field; /* JSON name, also the column */
+    znp_presence_t presence;
+    const char *input; /* as decoded, when presence is ZNP_SET */
+    size_t max_chars;
+    bool named;
+    const char *value; /* trimmed, "" to clear */
+} change_t;
+
+/* Trim the value and check its length again, since the codec saw it untrimmed. */
+static int prepare_change(znp_ctx_t *ctx, change_t *c)
+{
+    size_t start, len;
+
+    c->named = c->presence != ZNP_ABSENT;
+    c->value = "";
+    if (c->presence != ZNP_SET || c->input == NULL)
+        return 0;
+
+    len = znp_text_trim(c->input, strlen(c->input), &start);
+    if (znp_text_length(c->input + start, len) > c->max_chars) {
+        char path[64];
+        snprintf(path, sizeof(path), "$.%s", c->field);
+        return znp_error_set(ctx->err, ZNP_E_VALIDATION_FAILED, path, "must be at most %zu characters", c->max_chars);
+    }
+    c->value = znp_arena_strndup(ctx->arena, c->input + start, len);
+    return c->value != NULL ? 0 : ZNP_E_INTERNAL;
+}
+
+static int fill_response(znp_ctx_t *ctx, const znp_site_snapshot_t *site, znp_site_setting_response_t *resp)
+{
+    znp_site_setting_t *out = &resp->setting;
+
+    out->id = 1;
+    out->name = znp_arena_strdup(ctx->arena, site->name);
+    out->logo_url = znp_arena_strdup(ctx->arena, site->logo_url);
+    out->service_domain = znp_arena_strdup(ctx->arena, site->service_domain);
+    out->subscription_domain = znp_arena_strdup(ctx->arena, site->subscription_domain);
+    out->created_at = site->created_at;
+    out->updated_at = site->updated_at;
+    if (out->name == NULL || out->logo_url == NULL || out->service_domain == NULL || out->subscription_domain == NULL)
+        return ZNP_E_INTERNAL;
+    return 0;
+}
+
+int znp_op_get_site_settings(znp_ctx_t *ctx, const znp_get_site_settings_request_t *req,
+                             znp_get_site_settings_response_t *resp)
+{
+    znp_site_snapshot_t site;
+    int rc;
+
+    (void)req;
+    rc = znp_site_settings_load(&site, ctx->db, ctx->config, ctx->request_id);
+    if (rc != 0)
+        return rc;
+    znp_site_cache_set(&site);
+    return fill_response(ctx, &site, resp);
+}
+
+int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_request_t *req,
+                                znp_update_site_settings_response_t *resp)
+{
+    const znp_site_setting_update_t *body = &req->body;
+    change_t changes[4] = {
+        {"name", body->has.name, body->name, ZNP_SITE_NAME_MAX, false, ""},
+        {"logo_url", body->has.logo_url, body->logo_url, ZNP_SITE_URL_MAX, false, ""},
+        {"service_domain", body->has.service_domain, body->service_domain, ZNP_SITE_URL_MAX, false, ""},
+        {"subscription_domain", body->has.subscription_domain, body->subscription_domain, ZNP_SITE_URL_MAX, false, ""},
+    };
+    char default_name[sizeof(((znp_site_snapshot_t *)0)->name)];
+    const char *params[8];
+    znp_site_snapshot_t site;
+    PGresult *res = NULL;
+    int rc = 0;
+
+    /* check input */
+    for (size_t i = 0; i < 4 && rc == 0; i++)
+        rc = prepare_change(ctx, &changes[i]);
+    if (rc != 0)
+        return rc;
+    if (changes[0].named && changes[0].value[0] == '\0') {
+        /* a cleared name falls back to the configured one */
+        znp_site_settings_default_name(default_name, sizeof(default_name), ctx->config);
+        changes[0].value = default_name;
+    }
+
+    /* persist */
+    rc = znp_site_settings_ensure(ctx->db, ctx->config, ctx->request_id);
+    if (rc != 0)
+        goto cleanup;
+    for (size_t i = 0; i < 4; i++) {
+        params[2 * i] = changes[i].named ? "true" : "false";
+        params[2 * i + 1] = changes[i].value;
+    }
+    rc = znp_sql_exec(&res, ctx->db, SQL_UPDATE, 8, params, ctx->request_id);
+    if (rc != 0)
+        goto cleanup;
+    if (PQntuples(res) != 1) {
+        ZNP_ERROR(LOG_TAG, ctx->request_id, "site_settings row is missing");
+        rc = ZNP_E_INTERNAL;
+        goto cleanup;
+    }
+
+    /* refresh this instance's copy (others follow through NOTIFY) and build the response */
+    znp_site_settings_read(&site, res, 0);
+    znp_site_cache_set(&site);
+    ZNP_INFO(LOG_TAG, ctx->request_id, "site settings updated user=%lld", (long long)ctx->caller.user_id);
+    rc = fill_response(ctx, &site, resp);
+
+cleanup:
+    PQclear(res);
+    return rc;
+}

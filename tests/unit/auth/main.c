@@ -1,0 +1,11 @@
+#include "auth_tests.h"
+
+int main(void)
+{
+    int failed = 0;
+
+    failed += run_jwt_tests();
+    failed += run_password_tests();
+    failed += run_text_tests();
+    return failed;
+}
