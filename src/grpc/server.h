@@ -11,9 +11,18 @@
 
 typedef struct znp_grpc_server znp_grpc_server_t;
 
-/* grpc_init, bind server.grpc_listen and start the completion-queue thread. *out owned by the caller. */
+/*
+ * grpc_init, bind server.grpc_listen and start the completion-queue thread. *out owned by the caller.
+ * Block SIGINT and SIGTERM in the calling thread first: gRPC starts threads that inherit the mask.
+ */
 int znp_grpc_server_create(znp_grpc_server_t **out, const znp_config_t *config, znp_pool_t *pool);
-/* Send UNAVAILABLE to open Watch streams, shut down, cancel what is left, join, grpc_shutdown. Accepts NULL. */
+/* The port server.grpc_listen is bound to: the one the kernel chose when it asked for port 0. Valid after create. */
+int znp_grpc_server_port(znp_grpc_server_t *server);
+/*
+ * Send UNAVAILABLE to open Watch streams, shut down, cancel what is left, join, grpc_shutdown. Accepts NULL.
+ * Bridged calls hold pool jobs, so call it after znp_pool_drain() and before znp_pool_destroy(); it waits up
+ * to server.shutdown_timeout_ms for calls still on a worker before cancelling them.
+ */
 void znp_grpc_server_destroy(znp_grpc_server_t *server);
 
 #endif

@@ -1,0 +1,15 @@
+/* Test groups of test_grpc; each returns the number of failed tests. */
+#ifndef ZNP_TEST_GRPC_TESTS_H
+#define ZNP_TEST_GRPC_TESTS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+int run_convert_tests(void);
+int run_server_tests(void);
+
+#endif
