@@ -2,6 +2,9 @@
  * znp configuration, loaded from YAML with libcyaml, then defaults applied,
  * then environment overrides, then command-line overrides (in that order).
  * Every key is documented in docs/configuration.md.
+ *
+ * The functions here are not thread-safe. A loaded configuration is
+ * read-only afterwards and may then be shared by every thread.
  */
 #ifndef ZNP_CONFIG_H
 #define ZNP_CONFIG_H
@@ -41,6 +44,7 @@ typedef struct znp_config_database {
     uint32_t connect_timeout_s; /* default 5 */
     uint32_t statement_timeout_ms; /* default 15000 */
     uint32_t reconnect_max_ms;  /* backoff ceiling; default 5000 */
+    int auto_migrate;           /* serve and admin create apply pending migrations; default true */
 } znp_config_database_t;
 
 typedef struct znp_config_auth {
@@ -63,8 +67,8 @@ typedef struct znp_config_site {
 } znp_config_site_t;
 
 typedef struct znp_config_log {
-    znp_log_level_t level;      /* debug, info, warn, error; default info */
-    char *file;                 /* NULL = stderr; reopened on SIGHUP */
+    znp_log_level_t level;      /* debug, info, warn, error; default info. Env: ZNP_LOG_LEVEL */
+    char *file;                 /* NULL = stderr; reopened on SIGHUP. Env: ZNP_LOG_FILE */
     int access_log;             /* one line per request; default true */
 } znp_config_log_t;
 
@@ -76,6 +80,7 @@ typedef struct znp_config {
     znp_config_log_t log;
     char *source_path;          /* file the config came from, NULL for built-in defaults */
     int demo;                   /* --demo: seed demo content once */
+    struct znp_config_origins *origins; /* where each key's value came from; internal to src/config */
 } znp_config_t;
 
 /* where a config problem was found, for "file:line:column: message" */
@@ -89,21 +94,58 @@ typedef struct znp_config_error {
 /*
  * Load `path` (NULL = built-in defaults only), apply defaults and the
  * environment overrides (ZNP_DATABASE_DSN, ZNP_AUTH_ACCESS_SECRET,
- * ZNP_AUTH_REFRESH_SECRET, ZNP_LOG_LEVEL), then validate. On success *out is
- * owned by the caller (znp_config_destroy). Unknown keys, wrong types and
- * invalid values fail with file, line and a message in `err`.
+ * ZNP_AUTH_REFRESH_SECRET, ZNP_LOG_LEVEL, ZNP_LOG_FILE), then validate. On
+ * success *out is owned by the caller (znp_config_destroy). Unknown keys,
+ * wrong types and invalid values fail with file, line and a message in
+ * `err`, and ZNP_E_VALIDATION_FAILED (ZNP_E_INTERNAL when memory runs out);
+ * *out is then NULL.
  */
 int znp_config_load(znp_config_t **out, const char *path, znp_config_error_t *err);
+
+/*
+ * znp_config_load without the final validation, for callers that apply
+ * command-line overrides (znp_config_override) and then call
+ * znp_config_validate themselves.
+ */
+int znp_config_parse(znp_config_t **out, const char *path, znp_config_error_t *err);
 
 /* Validate after command-line overrides were applied; same error reporting. */
 int znp_config_validate(const znp_config_t *config, znp_config_error_t *err);
 
-/* Replace a string member (frees the old value); for command-line overrides. */
+/*
+ * Set the key `key` ("server.listen") from its YAML scalar text, as an
+ * environment variable or a command-line option does. `origin` names the
+ * source in later error messages and in the summary ("--listen"). An unknown
+ * key or a value of the wrong type fails with ZNP_E_VALIDATION_FAILED.
+ */
+int znp_config_override(znp_config_t *config, const char *key, const char *value, const char *origin,
+                        znp_config_error_t *err);
+
+/* Replace a string member (frees the old value, copies `value`, NULL allowed). */
 void znp_config_set_string(char **member, const char *value);
 
-/* Print a human-readable summary with secrets masked (check-config). */
+/*
+ * Fill auth.access_secret and auth.refresh_secret when they are not set:
+ * read them from <database.data_dir>/secrets.yaml, or generate 48 random
+ * bytes each (base64url) and write that file with mode 0600, so tokens stay
+ * valid across restarts. A configured secret always wins over the file. The
+ * file is created atomically, so concurrent callers end up with one pair.
+ */
+int znp_config_ensure_secrets(znp_config_t *config, znp_config_error_t *err);
+
+/* Split "HOST:PORT" or "[IPV6]:PORT". Port 0 is allowed. Returns 0 or ZNP_E_VALIDATION_FAILED. */
+int znp_config_parse_hostport(const char *value, char *host, size_t host_size, unsigned *port);
+
+/*
+ * Print every key with its value and where it came from (check-config).
+ * Secrets show as `**** (N bytes)` and the DSN password as `****`.
+ */
 void znp_config_print_summary(const znp_config_t *config, FILE *out);
 
+/* Write `err` as "file:line:column: message" (parts that are unknown are left out). */
+void znp_config_error_format(char *out, size_t out_size, const znp_config_error_t *err);
+
+/* Accepts NULL. */
 void znp_config_destroy(znp_config_t *config);
 
 #endif

@@ -19,7 +19,16 @@ typedef struct znp_embedded_pg znp_embedded_pg_t;
  * connection string to use; *out is stopped and freed by znp_db_embedded_stop.
  */
 int znp_db_embedded_start(znp_embedded_pg_t **out, char **dsn_out, const znp_config_t *config);
-/* pg_ctl stop -m fast. Accepts NULL. */
+/*
+ * Make this process the owner of the cluster (znp serve): take the
+ * <data_dir>/pg/serve.lock for the life of `pg`, so that znp_db_embedded_stop
+ * stops the cluster even when an earlier znp had left it running. Without a
+ * claim (CLI commands), stop only stops a cluster that this process started,
+ * so `znp migrate status` next to a running serve leaves it alone. Fails with
+ * ZNP_E_CONFLICT while another znp serve holds the lock.
+ */
+int znp_db_embedded_claim(znp_embedded_pg_t *pg);
+/* pg_ctl stop -m fast when this process started or claimed the cluster, then free. Accepts NULL. */
 void znp_db_embedded_stop(znp_embedded_pg_t *pg);
 
 /*
@@ -42,9 +51,13 @@ typedef struct znp_migration {
 extern const znp_migration_t znp_migrations[];
 extern const size_t znp_migration_count;
 
-/* Apply pending migrations up to `target` (-1 = latest) under an advisory lock, each in a transaction. */
+/*
+ * Apply pending migrations up to `target` (-1 = latest) under an advisory lock, each in a transaction.
+ * Progress and problems go to `report`, or to the log when it is NULL. Fails with ZNP_E_CONFLICT
+ * when an applied migration has another checksum or is unknown, or the database is past `target`.
+ */
 int znp_migrate_up(PGconn *db, int target, FILE *report);
-/* Revert applied migrations down to `target` (0 = all). */
+/* Revert applied migrations down to `target` (0 = all), newest first; same locking, report and checks. */
 int znp_migrate_down(PGconn *db, int target, FILE *report);
 /* Print applied/pending versions with checksum state. */
 int znp_migrate_status(PGconn *db, FILE *out);
