@@ -16,6 +16,10 @@ typedef struct znp_http_server znp_http_server_t;
 
 /* Bind every configured listener (fails with a message on stderr/log if a port is taken). *out owned by the caller. */
 int znp_http_server_create(znp_http_server_t **out, const znp_config_t *config, znp_pool_t *pool);
+/* The port server.listen is bound to: the one the kernel chose when it asked for port 0. Valid after create. */
+int znp_http_server_port(znp_http_server_t *server);
+/* The port server.tls_listen is bound to, or -1 without a TLS listener. Valid after create. */
+int znp_http_server_tls_port(znp_http_server_t *server);
 /* Start the event-loop threads. */
 int znp_http_server_start(znp_http_server_t *server);
 /* Close the listeners; connections already open keep being served. Thread-safe. */

@@ -10,7 +10,11 @@
 
 struct znp_pool;
 
+/* Reset every counter and label table. Call before any thread records. */
 void znp_metrics_init(void);
+
+/* Add `delta` (+1 when a request reaches the handler, -1 when it ends) to the in-flight gauge. */
+void znp_metrics_http_in_flight_add(int delta);
 
 /*
  * Count one finished HTTP request. `route` is the route template (e.g.
