@@ -18,6 +18,9 @@ LABELS = {
         "operation_id": "Operation ID",
         "access": "Access",
         "grpc": "gRPC method",
+        "rate_limit": "Rate limit",
+        "rate_kinds": {"ip": "per client address", "user": "per user", "global": "for all clients together"},
+        "rate_format": "{per_minute} per minute {kind} (burst {burst})",
         "access_names": {"ZNP_SEC_PUBLIC": "public", "ZNP_SEC_USER": "user (any signed-in user)",
                          "ZNP_SEC_ADMIN": "admin"},
         "parameters": "Parameters",
@@ -79,6 +82,9 @@ LABELS = {
         "operation_id": "操作 ID",
         "access": "访问级别",
         "grpc": "gRPC 方法",
+        "rate_limit": "限流",
+        "rate_kinds": {"ip": "每个客户端地址", "user": "每个用户", "global": "所有客户端合计"},
+        "rate_format": "{kind}每分钟 {per_minute} 次（突发 {burst} 次）",
         "access_names": {"ZNP_SEC_PUBLIC": "公开", "ZNP_SEC_USER": "user（任意已登录用户）",
                          "ZNP_SEC_ADMIN": "admin（管理员）"},
         "parameters": "参数",
@@ -249,6 +255,10 @@ class OpDoc:
         self.description = op.description_zh if lang == "zh" and op.description_zh else op.description
         self.access = labels["access_names"][op.security]
         self.grpc = ", ".join("`%s`" % r.path for r in op.grpc)
+        self.rate_limit = "; ".join(
+            labels["rate_format"].format(per_minute=op.rate_limit[kind][0], burst=op.rate_limit[kind][1],
+                                         kind=labels["rate_kinds"][kind])
+            for kind in ("ip", "user", "global") if op.rate_limit and kind in op.rate_limit)
 
         self.params = [("`%s`" % p.name, labels["in_names"][p.location], cell("`%s`" % p.field.doc_type),
                         labels["yes"] if p.field.required else labels["no"],

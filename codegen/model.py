@@ -18,7 +18,12 @@ ROLES = {"admin": "ZNP_SEC_ADMIN", "user": "ZNP_SEC_USER"}
 OPERATION_KEYS = {
     "operationId", "summary", "description", "tags", "security", "parameters", "requestBody", "responses",
     "deprecated", "externalDocs", "x-znp-role", "x-znp-inline", "x-znp-errors", "x-znp-zh",
+    "x-znp-stream", "x-rate-limit",
 }
+RATE_LIMIT_KINDS = ("ip", "user", "global")
+RATE_LIMIT_MAX = 1000000
+# media types an operation may stream instead of JSON (x-znp-stream), besides its JSON response
+STREAM_TYPES = {"text/csv"}
 
 
 class Param:
@@ -41,6 +46,8 @@ class Operation:
         self.role = None
         self.security = "ZNP_SEC_PUBLIC"
         self.inline = False
+        self.stream = None         # media type from x-znp-stream, e.g. "text/csv"
+        self.rate_limit = None     # {"ip": (per_minute, burst), ...} from x-rate-limit, or None
         self.errors = []           # ErrorDef list from x-znp-errors
         self.success_status = None
         self.success_description = ""
@@ -285,12 +292,12 @@ def body_struct(spec, conv, op, raw, rel, pointer, inline_name):
     return conv.object_struct(schema_model.snake_to_camel(inline_name), inline_name, (nrel, nptr), node, nrel, nptr)
 
 
-def json_media(spec, content, rel, pointer, what):
+def json_media(spec, content, rel, pointer, what, also=None):
     if not isinstance(content, dict) or not content:
         spec.problem(rel, pointer, "%s needs content" % what)
         return None
     for media in content:
-        if media != "application/json":
+        if media != "application/json" and media != also:
             spec.problem(rel, join(pointer, media), "only application/json is supported, got %r" % media)
     media = content.get("application/json")
     if not isinstance(media, dict) or "schema" not in media:
@@ -352,13 +359,41 @@ def load_responses(spec, op, responses, rel, pointer, conv):
         if node.get("content"):
             spec.problem(nrel, join(nptr, "content"), "a 204 response cannot have content")
         return
-    media = json_media(spec, node.get("content"), nrel, join(nptr, "content"), "a %s response" % key)
+    media = json_media(spec, node.get("content"), nrel, join(nptr, "content"), "a %s response" % key, op.stream)
     if media is None:
         return
     mptr = join(nptr, "content", "application/json")
     op.response = body_struct(spec, conv, op, media["schema"], nrel, join(mptr, "schema"), op.id + "_response")
     if "example" in media:
         op.response_example, op.has_response_example = media["example"], True
+
+
+def load_rate_limit(spec, op, node, rel, pointer):
+    """Validate x-rate-limit: {ip|user|global: {per_minute: N, burst: N}}; returns {kind: (per_minute, burst)}."""
+    if not isinstance(node, dict) or not node:
+        spec.problem(rel, pointer, "x-rate-limit must be a mapping of ip, user or global to {per_minute, burst}")
+        return None
+    limits = {}
+    for kind, value in node.items():
+        at = join(pointer, kind)
+        if kind not in RATE_LIMIT_KINDS:
+            spec.problem(rel, at, "unknown x-rate-limit key %r (expected ip, user or global)" % (kind,))
+            continue
+        if kind == "user" and op.security == "ZNP_SEC_PUBLIC":
+            spec.problem(rel, at, "a user rate limit needs an operation with x-znp-role (public callers have no user)")
+            continue
+        if not isinstance(value, dict) or set(value) != {"per_minute", "burst"}:
+            spec.problem(rel, at, "x-rate-limit %s must have exactly per_minute and burst" % kind)
+            continue
+        numbers = []
+        for name in ("per_minute", "burst"):
+            number = value[name]
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= RATE_LIMIT_MAX:
+                spec.problem(rel, join(at, name), "%s must be an integer from 1 to %d, got %r"
+                             % (name, RATE_LIMIT_MAX, number))
+            numbers.append(number)
+        limits[kind] = tuple(numbers)
+    return limits
 
 
 def load_operation(spec, path, method, node, rel, pointer, item_params, ctx):
@@ -425,6 +460,19 @@ def load_operation(spec, path, method, node, rel, pointer, item_params, ctx):
         spec.problem(rel, join(pointer, "x-znp-inline"), "x-znp-inline must be true or false")
     else:
         op.inline = inline
+
+    stream = node.get("x-znp-stream")
+    if stream is not None:
+        if stream not in STREAM_TYPES:
+            spec.problem(rel, join(pointer, "x-znp-stream"),
+                         "x-znp-stream must be one of %s, got %r" % (", ".join(sorted(STREAM_TYPES)), stream))
+        elif op.inline:
+            spec.problem(rel, join(pointer, "x-znp-stream"), "an x-znp-inline operation cannot stream")
+        else:
+            op.stream = stream
+
+    if "x-rate-limit" in node:
+        op.rate_limit = load_rate_limit(spec, op, node["x-rate-limit"], rel, join(pointer, "x-rate-limit"))
 
     errs = node.get("x-znp-errors", [])
     if not isinstance(errs, list):

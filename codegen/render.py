@@ -201,7 +201,9 @@ def op_errors(spec, op):
     if op.security != "ZNP_SEC_PUBLIC":
         keys += ["unauthenticated", "token_invalid", "token_revoked", "account_disabled"]
     if op.security == "ZNP_SEC_ADMIN":
-        keys.append("forbidden")
+        keys += ["forbidden", "access_denied"]  # access_denied: admin.allow_cidrs, checked by the HTTP face
+    if op.rate_limit:
+        keys.append("too_many_requests")
     if op.request.fields:
         keys.append("validation_failed")
     if op.body is not None:
@@ -222,6 +224,8 @@ def op_comment(spec, op):
     detail = "Tag %s, access %s, success %d" % (op.tag, access, op.success_status)
     if op.inline:
         detail += ", runs on the event loop (ctx->db is NULL)"
+    if op.stream:
+        detail += ", may stream %s through ctx->stream" % op.stream
     lines.append(detail + ".")
     errs = op_errors(spec, op)
     if errs:

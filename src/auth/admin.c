@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth/auth_internal.h"
 #include "auth/password.h"
 #include "auth/sql.h"
 #include "core/log.h"
@@ -22,8 +23,9 @@ static const char SQL_UPSERT_ADMIN[] =
     "  password_hash = EXCLUDED.password_hash,"
     "  roles = CASE WHEN EXISTS (SELECT 1 FROM unnest(users.roles) AS r WHERE lower(r) = 'admin')"
     "   THEN users.roles ELSE array_append(users.roles, 'admin') END,"
-    "  failed_login_attempts = 0, locked_until = NULL, token_invalid_before = now(), updated_at = now()"
-    " RETURNING id, xmax = 0";
+    "  failed_login_attempts = 0, locked_until = NULL, token_invalid_before = " ZNP_SQL_TOKEN_CUTOFF(
+        "users.token_invalid_before") ", updated_at = now()"
+                                      " RETURNING id, xmax = 0";
 
 int znp_auth_create_admin(PGconn *db, const znp_config_t *config, const char *email, const char *password,
                           int64_t *user_id_out, znp_error_t *err)

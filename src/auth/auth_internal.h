@@ -69,4 +69,34 @@ int64_t znp_auth__now(const znp_ctx_t *ctx);
 int znp_auth__tokens_issue(znp_ctx_t *ctx, const znp_auth_user_t *user, const char *family, char *refresh_jti_out,
                            znp_token_pair_t *out);
 
+/*
+ * Count one failed sign-in of `user` toward the lockout (its own statement,
+ * outside any transaction the caller should roll back). Returns
+ * ZNP_E_INVALID_CREDENTIALS, ZNP_E_ACCOUNT_LOCKED when the account is or
+ * became locked, or a database error.
+ */
+int znp_auth__record_failure(znp_ctx_t *ctx, const znp_auth_user_t *user);
+
+/*
+ * Finish a sign-in inside the caller's open transaction: reset the failure
+ * counter, set last_login_at and issue the token pair into *out. Returns
+ * ZNP_E_ACCOUNT_LOCKED or ZNP_E_ACCOUNT_DISABLED when a lock or a status
+ * change won a race with this sign-in; the caller then rolls back.
+ */
+int znp_auth__sign_in(znp_ctx_t *ctx, const znp_auth_user_t *user, znp_token_pair_t *out);
+
+/*
+ * SQL for the new users.token_invalid_before when every earlier token must
+ * die: the next whole second after now (and after the old value), so a token
+ * signed in the current second is refused, while tokens issued afterwards
+ * carry iat = token_invalid_before (see znp_auth__tokens_issue) and pass.
+ * The cap of now + 20 stays inside the 30 s iat skew that verification allows.
+ * `column` names the old value, e.g. "users.token_invalid_before" where an
+ * unqualified name would be ambiguous (INSERT ... ON CONFLICT DO UPDATE).
+ */
+#define ZNP_SQL_TOKEN_CUTOFF(column)                                                                                   \
+    "to_timestamp(LEAST(floor(extract(epoch FROM now()))::bigint + 20,"                                                \
+    " GREATEST(floor(extract(epoch FROM now()))::bigint + 1,"                                                          \
+    " COALESCE(floor(extract(epoch FROM " column "))::bigint, 0) + 1)))"
+
 #endif

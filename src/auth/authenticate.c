@@ -12,6 +12,7 @@
 #include "auth/text.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "mfa/mfa.h"
 
 #define LOG_TAG "auth"
 
@@ -85,6 +86,20 @@ int znp_auth_authenticate(znp_ctx_t *ctx, znp_security_t security, const char *a
     if (security == ZNP_SEC_ADMIN && !user.is_admin) {
         ZNP_INFO(LOG_TAG, ctx->request_id, "admin route refused user=%lld", (long long)user.id);
         return ZNP_E_FORBIDDEN;
+    }
+
+    /* security.require_admin_mfa: admin routes wait until the admin enables MFA (user routes do not) */
+    if (security == ZNP_SEC_ADMIN && ctx->config->security.require_admin_mfa) {
+        int mfa_enabled = 0;
+
+        rc = znp_mfa_enabled(ctx, user.id, &mfa_enabled);
+        if (rc != 0)
+            return rc;
+        if (!mfa_enabled) {
+            ZNP_INFO(LOG_TAG, ctx->request_id, "admin route refused until MFA is enabled user=%lld",
+                     (long long)user.id);
+            return ZNP_E_MFA_REQUIRED;
+        }
     }
     fill_identity(&ctx->caller, &user, &claims);
     return 0;

@@ -139,7 +139,15 @@ static int is_uuid(const char *s)
 
 static const char *type_name(znp_token_type_t type)
 {
-    return type == ZNP_TOKEN_ACCESS ? "access" : "refresh";
+    switch (type) {
+    case ZNP_TOKEN_ACCESS:
+        return "access";
+    case ZNP_TOKEN_REFRESH:
+        return "refresh";
+    case ZNP_TOKEN_MFA:
+        return "mfa";
+    }
+    return "";
 }
 
 static json_t *claims_to_json(const znp_jwt_claims_t *claims, const char *issuer)
@@ -166,7 +174,7 @@ static json_t *claims_to_json(const znp_jwt_claims_t *claims, const char *issuer
         failed |= json_object_set_new(payload, "roles", roles);
         for (size_t i = 0; roles != NULL && i < claims->role_count; i++)
             failed |= json_array_append_new(roles, json_string(claims->roles[i]));
-    } else {
+    } else if (claims->type == ZNP_TOKEN_REFRESH) {
         failed |= json_object_set_new(payload, "fam", json_string(claims->family));
     }
 
@@ -187,7 +195,7 @@ int znp_jwt_sign(char *out, size_t out_size, const znp_jwt_claims_t *claims, con
     int rc = ZNP_E_INTERNAL;
 
     /* check the claims we are asked to sign */
-    if (claims->type != ZNP_TOKEN_ACCESS && claims->type != ZNP_TOKEN_REFRESH)
+    if (claims->type != ZNP_TOKEN_ACCESS && claims->type != ZNP_TOKEN_REFRESH && claims->type != ZNP_TOKEN_MFA)
         goto cleanup;
     if (claims->user_id <= 0 || claims->expires_at <= claims->issued_at || !is_uuid(claims->jti))
         goto cleanup;
@@ -334,6 +342,8 @@ static int parse_claims(znp_jwt_claims_t *out, json_t *payload, znp_token_type_t
     /* what it carries */
     if (expected == ZNP_TOKEN_ACCESS)
         return claim_roles(payload, out);
+    if (expected == ZNP_TOKEN_MFA)
+        return 0;
     return claim_uuid(payload, "fam", out->family);
 }
 

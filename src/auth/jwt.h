@@ -22,6 +22,7 @@
 typedef enum znp_token_type {
     ZNP_TOKEN_ACCESS = 1,  /* typ "access", carries roles */
     ZNP_TOKEN_REFRESH = 2, /* typ "refresh", carries the family id in fam */
+    ZNP_TOKEN_MFA = 3,     /* typ "mfa", the second sign-in step's challenge; no extra claims */
 } znp_token_type_t;
 
 typedef struct znp_jwt_claims {

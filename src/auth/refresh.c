@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "auth/sql.h"
 #include "config/config.h"
 #include "core/log.h"
@@ -46,7 +47,22 @@ static int check_user(znp_ctx_t *ctx, const znp_auth_user_t *user, const znp_jwt
 static int revoke_family(znp_ctx_t *ctx, const char *family, int64_t user_id)
 {
     const char *params[1] = {family};
-    int rc = znp_sql_exec(NULL, ctx->db, SQL_REVOKE_FAMILY, 1, params, ctx->request_id);
+    char id[24];
+    json_t *diff = json_pack("{s:s, s:s}", "family_id", family, "reason", "refresh_token_reused");
+    znp_audit_entry_t entry = {
+        .actor_id = user_id,
+        .action = "auth.token.family_revoked",
+        .resource_type = "user",
+        .resource_id = id,
+        .diff = diff,
+    };
+    int rc;
+
+    snprintf(id, sizeof(id), "%lld", (long long)user_id);
+    rc = znp_sql_exec(NULL, ctx->db, SQL_REVOKE_FAMILY, 1, params, ctx->request_id);
+    if (rc == 0)
+        rc = znp_audit_record(ctx, ctx->db, &entry);
+    json_decref(diff);
 
     if (rc == 0)
         rc = znp_sql_commit(ctx->db, ctx->request_id);

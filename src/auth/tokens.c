@@ -58,6 +58,14 @@ int znp_auth__tokens_issue(znp_ctx_t *ctx, const znp_auth_user_t *user, const ch
     int64_t now = znp_auth__now(ctx);
     int rc;
 
+    /*
+     * Revocation stores token_invalid_before as the next whole second and
+     * the check is iat < token_invalid_before, so a token signed in the same
+     * second as a revocation takes that second as iat and stays valid.
+     */
+    if (user->token_invalid_before > now)
+        now = user->token_invalid_before;
+
     /* claims */
     access.type = ZNP_TOKEN_ACCESS;
     access.user_id = user->id;

@@ -2,9 +2,7 @@
  * `znp serve --demo`: seed demo content once per database. For now that is
  * an admin account admin@example.com with a random password, created only
  * when no admin exists, and shown once on stdout.
- *
- * NOTE: the znp_seeds marker table is created here, outside the migrations,
- * so `znp migrate down --to 0` leaves it behind.
+ * The znp_seeds marker table comes from migration 0006.
  */
 #include "cli/cli.h"
 
@@ -117,13 +115,6 @@ int cli_demo_seed(PGconn *db, const znp_config_t *config)
     if (exec_ok(db, "SELECT pg_advisory_lock(" DEMO_LOCK_KEY ")", 0, NULL, NULL) != 0)
         goto cleanup;
     locked = 1;
-    if (exec_ok(db,
-                "CREATE TABLE IF NOT EXISTS znp_seeds ("
-                " name text PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now())",
-                0, NULL, NULL) != 0)
-        goto cleanup;
-
     found = has_row(db, "SELECT 1 FROM znp_seeds WHERE name = $1", 1, seed_params);
     if (found < 0)
         goto cleanup;

@@ -27,6 +27,8 @@
 #include "core/log.h"
 #include "grpc/server.h"
 #include "http/server.h"
+#include "jobs/jobs.h"
+#include "mail/mail.h"
 #include "runtime/health.h"
 #include "runtime/metrics.h"
 #include "runtime/pool.h"
@@ -73,6 +75,7 @@ typedef struct server {
     char *dsn;
     znp_watcher_t *watcher;
     znp_pool_t *pool;
+    znp_jobs_runner_t *jobs;
     znp_grpc_server_t *grpc;
     znp_http_server_t *http;
 } server_t;
@@ -218,6 +221,11 @@ static int start_servers(server_t *s)
 
     znp_health_init();
     znp_metrics_init();
+    /* libcurl's global setup must run before any thread exists */
+    if (znp_mail_register(s->config) != 0) {
+        cli_error("could not set up outgoing mail");
+        return CLI_EXIT_RUNTIME;
+    }
     /* prepare_database just proved both; the watcher keeps them current from here on */
     znp_health_set_database(1);
     znp_health_set_migrations_current(1);
@@ -228,6 +236,10 @@ static int start_servers(server_t *s)
     }
     if (znp_pool_create(&s->pool, s->config, s->dsn, s->config->server.workers) != 0) {
         cli_error("could not start the worker pool");
+        return CLI_EXIT_RUNTIME;
+    }
+    if (znp_jobs_runner_start(&s->jobs, s->config, s->dsn, s->config->jobs.threads) != 0) {
+        cli_error("could not start the job runner");
         return CLI_EXIT_RUNTIME;
     }
     if (znp_grpc_server_create(&s->grpc, s->config, s->pool) != 0) {
@@ -286,6 +298,7 @@ static void stop_everything(server_t *s)
 {
     znp_grpc_server_destroy(s->grpc);
     znp_http_server_destroy(s->http);
+    znp_jobs_runner_stop(s->jobs);
     znp_pool_destroy(s->pool);
     znp_watcher_stop(s->watcher);
     znp_db_embedded_stop(s->embedded);

@@ -22,8 +22,10 @@ static const struct env_override {
     {"ZNP_DATABASE_DSN", "database.dsn"},
     {"ZNP_AUTH_ACCESS_SECRET", "auth.access_secret"},
     {"ZNP_AUTH_REFRESH_SECRET", "auth.refresh_secret"},
+    {"ZNP_MASTER_KEY", "security.master_key"},
     {"ZNP_LOG_LEVEL", "log.level"},
     {"ZNP_LOG_FILE", "log.file"},
+    {"ZNP_MAIL_PASSWORD", "mail.password"},
 };
 
 /* The first error libcyaml logs and the innermost position of its backtrace. */

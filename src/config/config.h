@@ -34,6 +34,8 @@ typedef struct znp_config_server {
     uint32_t queue_limit;       /* requests waiting for a worker before 503 overloaded; default 4096 */
     char *docs_dir;             /* Swagger UI files (swagger-ui-dist); default "<share>/swagger-ui" */
     char *default_locale;       /* "en" or "zh-CN"; default "en" */
+    char *trusted_proxies;      /* comma-separated CIDRs whose X-Forwarded-For/Forwarded is believed; NULL = none */
+    uint32_t hsts_max_age_s;    /* Strict-Transport-Security max-age on TLS responses; default 15552000, 0 = off */
 } znp_config_server_t;
 
 typedef struct znp_config_database {
@@ -60,6 +62,11 @@ typedef struct znp_config_auth {
     uint32_t lockout_minutes;   /* default 15 */
 } znp_config_auth_t;
 
+typedef struct znp_config_security {
+    char *master_key;           /* base64 of 32 bytes: AES-256-GCM key for secrets at rest. Env: ZNP_MASTER_KEY */
+    int require_admin_mfa;      /* admin routes answer 403 mfa_required until the admin enables MFA; default false */
+} znp_config_security_t;
+
 typedef struct znp_config_site {
     char *name;                 /* initial site name; default "znp" */
     char *logo_url;             /* initial logo URL; default "" */
@@ -72,12 +79,113 @@ typedef struct znp_config_log {
     int access_log;             /* one line per request; default true */
 } znp_config_log_t;
 
+typedef struct znp_config_jobs {
+    uint32_t threads;           /* job runner threads, each with its own connection; default 1, 0 = no runner */
+    uint32_t poll_interval_ms;  /* queue poll when no notification arrives; default 1000 */
+} znp_config_jobs_t;
+
+typedef struct znp_config_mail {
+    char *smtp_url;             /* smtp://HOST:PORT or smtps://HOST:PORT; NULL = mail disabled */
+    char *starttls;             /* smtp:// only: "required", "opportunistic" or "off"; default "required" */
+    char *username;             /* SMTP AUTH user; NULL = no AUTH */
+    char *password;             /* SMTP AUTH password. Env: ZNP_MAIL_PASSWORD */
+    char *from;                 /* sender address; default "noreply@localhost" */
+    char *ca_file;              /* PEM CA bundle for the server certificate; NULL = system store */
+    uint32_t timeout_ms;        /* whole SMTP transaction; default 10000 */
+    uint32_t max_attempts;      /* tries per message before it is dead; default 8 */
+} znp_config_mail_t;
+
+typedef struct znp_config_registration {
+    char *mode;                 /* "open", "invite_only" or "closed"; default "open" */
+    int require_email_verification; /* new accounts stay pending until the mailed code is entered; default true */
+    char *default_roles;        /* comma-separated roles of new accounts; default "user" */
+} znp_config_registration_t;
+
+typedef struct znp_config_password {
+    uint32_t min_length;        /* code points; default 8 */
+    uint32_t max_length;        /* code points; default 128 */
+    uint32_t require_classes;   /* 0..4 of lower, upper, digit, other that must appear; default 0 */
+} znp_config_password_t;
+
+typedef struct znp_config_codes {
+    uint32_t ttl_s;             /* lifetime of a mailed code; default 900 */
+    uint32_t max_attempts;      /* wrong tries that burn a code; default 5 */
+    uint32_t cooldown_s;        /* between two codes for one purpose and address; default 60 */
+    uint32_t per_address_per_hour; /* codes per purpose and address in any hour; default 5 */
+    uint32_t per_ip_per_hour;   /* codes requested from one client IP in any hour; default 20 */
+} znp_config_codes_t;
+
+/* CORS settings of one route group; NULL inherits the cors.* value */
+typedef struct znp_config_cors_group {
+    char *enabled;              /* "true" or "false" */
+    char *allow_origins;
+    char *allow_headers;
+    char *allow_methods;
+    char *allow_credentials;    /* "true" or "false" */
+} znp_config_cors_group_t;
+
+typedef struct znp_config_cors_groups {
+    znp_config_cors_group_t user;   /* /api/v1/user/... */
+    znp_config_cors_group_t admin;  /* /api/v1/<admin_prefix>/... */
+    znp_config_cors_group_t public; /* every other path */
+} znp_config_cors_groups_t;
+
+typedef struct znp_config_cors {
+    int enabled;                /* default false */
+    char *allow_origins;        /* comma-separated origins, subdomain wildcards or "*"; NULL = none */
+    char *allow_headers;        /* comma-separated request headers a preflight allows */
+    char *allow_methods;        /* comma-separated methods a preflight allows */
+    int allow_credentials;      /* Access-Control-Allow-Credentials: true; default false */
+    uint32_t max_age_s;         /* preflight cache lifetime; default 600 */
+    char *expose_headers;       /* comma-separated response headers scripts may read */
+    znp_config_cors_groups_t groups;
+} znp_config_cors_t;
+
+/* a token bucket: refills rate_per_minute tokens per minute up to burst; rate 0 = no limit */
+typedef struct znp_config_rate {
+    uint32_t rate_per_minute;
+    uint32_t burst;
+} znp_config_rate_t;
+
+typedef struct znp_config_rate_group {
+    znp_config_rate_t ip;       /* per client IP, checked on the event loop */
+    znp_config_rate_t user;     /* per signed-in user, checked after authentication */
+    znp_config_rate_t global;   /* all clients of this instance together */
+} znp_config_rate_group_t;
+
+typedef struct znp_config_rate_groups {
+    znp_config_rate_group_t user;
+    znp_config_rate_group_t admin;
+    znp_config_rate_group_t public;
+} znp_config_rate_groups_t;
+
+typedef struct znp_config_rate_limits {
+    int enabled;                /* group and x-rate-limit operation limits; default true */
+    uint32_t max_keys;          /* buckets kept per table before the least recently used is evicted; default 100000 */
+    znp_config_rate_groups_t groups;
+} znp_config_rate_limits_t;
+
+typedef struct znp_config_admin {
+    char *allow_cidrs;          /* comma-separated CIDRs allowed to reach admin routes; NULL = every address */
+    uint32_t rate_per_minute;   /* per client IP on admin routes; default 0 = no limit */
+    uint32_t burst;
+} znp_config_admin_t;
+
 typedef struct znp_config {
     znp_config_server_t server;
     znp_config_database_t database;
     znp_config_auth_t auth;
+    znp_config_registration_t registration;
+    znp_config_password_t password;
+    znp_config_codes_t codes;
+    znp_config_security_t security;
     znp_config_site_t site;
     znp_config_log_t log;
+    znp_config_jobs_t jobs;
+    znp_config_mail_t mail;
+    znp_config_cors_t cors;
+    znp_config_rate_limits_t rate_limits;
+    znp_config_admin_t admin;
     char *source_path;          /* file the config came from, NULL for built-in defaults */
     int demo;                   /* --demo: seed demo content once */
     struct znp_config_origins *origins; /* where each key's value came from; internal to src/config */
@@ -94,7 +202,8 @@ typedef struct znp_config_error {
 /*
  * Load `path` (NULL = built-in defaults only), apply defaults and the
  * environment overrides (ZNP_DATABASE_DSN, ZNP_AUTH_ACCESS_SECRET,
- * ZNP_AUTH_REFRESH_SECRET, ZNP_LOG_LEVEL, ZNP_LOG_FILE), then validate. On
+ * ZNP_AUTH_REFRESH_SECRET, ZNP_MASTER_KEY, ZNP_LOG_LEVEL, ZNP_LOG_FILE), then
+ * validate. On
  * success *out is owned by the caller (znp_config_destroy). Unknown keys,
  * wrong types and invalid values fail with file, line and a message in
  * `err`, and ZNP_E_VALIDATION_FAILED (ZNP_E_INTERNAL when memory runs out);
@@ -125,11 +234,14 @@ int znp_config_override(znp_config_t *config, const char *key, const char *value
 void znp_config_set_string(char **member, const char *value);
 
 /*
- * Fill auth.access_secret and auth.refresh_secret when they are not set:
- * read them from <database.data_dir>/secrets.yaml, or generate 48 random
- * bytes each (base64url) and write that file with mode 0600, so tokens stay
- * valid across restarts. A configured secret always wins over the file. The
- * file is created atomically, so concurrent callers end up with one pair.
+ * Fill auth.access_secret, auth.refresh_secret and security.master_key when
+ * they are not set: read them from <database.data_dir>/secrets.yaml, or
+ * generate them (48 random bytes base64url for each JWT key, 32 random bytes
+ * base64 for the master key) and write that file with mode 0600, so tokens
+ * and encrypted data stay valid across restarts. A configured secret always
+ * wins over the file. The file is created atomically, so concurrent callers
+ * end up with one set; a file from before the master key existed gets one
+ * added under an exclusive lock.
  */
 int znp_config_ensure_secrets(znp_config_t *config, znp_config_error_t *err);
 

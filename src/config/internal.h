@@ -11,8 +11,8 @@
 
 #include "config/config.h"
 
-#define CONFIG_KEY_MAX  64
-#define CONFIG_PATH_MAX 48
+#define CONFIG_KEY_MAX  256
+#define CONFIG_PATH_MAX 64
 
 enum {
     CONFIG_NULLABLE = 1 << 0, /* absent, null or "" means unset (NULL), not the default */

@@ -39,6 +39,8 @@ static const cyaml_schema_field_t server_fields[] = {
     CYAML_FIELD_UINT("queue_limit", CYAML_FLAG_OPTIONAL, znp_config_server_t, queue_limit),
     STRING_FIELD("docs_dir", znp_config_server_t, docs_dir),
     STRING_FIELD("default_locale", znp_config_server_t, default_locale),
+    STRING_FIELD("trusted_proxies", znp_config_server_t, trusted_proxies),
+    CYAML_FIELD_UINT("hsts_max_age_s", CYAML_FLAG_OPTIONAL, znp_config_server_t, hsts_max_age_s),
     CYAML_FIELD_END,
 };
 
@@ -68,6 +70,36 @@ static const cyaml_schema_field_t auth_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t security_fields[] = {
+    STRING_FIELD("master_key", znp_config_security_t, master_key),
+    CYAML_FIELD_BOOL("require_admin_mfa", CYAML_FLAG_OPTIONAL, znp_config_security_t, require_admin_mfa),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t registration_fields[] = {
+    STRING_FIELD("mode", znp_config_registration_t, mode),
+    CYAML_FIELD_BOOL("require_email_verification", CYAML_FLAG_OPTIONAL, znp_config_registration_t,
+                     require_email_verification),
+    STRING_FIELD("default_roles", znp_config_registration_t, default_roles),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t password_fields[] = {
+    CYAML_FIELD_UINT("min_length", CYAML_FLAG_OPTIONAL, znp_config_password_t, min_length),
+    CYAML_FIELD_UINT("max_length", CYAML_FLAG_OPTIONAL, znp_config_password_t, max_length),
+    CYAML_FIELD_UINT("require_classes", CYAML_FLAG_OPTIONAL, znp_config_password_t, require_classes),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t codes_fields[] = {
+    CYAML_FIELD_UINT("ttl_s", CYAML_FLAG_OPTIONAL, znp_config_codes_t, ttl_s),
+    CYAML_FIELD_UINT("max_attempts", CYAML_FLAG_OPTIONAL, znp_config_codes_t, max_attempts),
+    CYAML_FIELD_UINT("cooldown_s", CYAML_FLAG_OPTIONAL, znp_config_codes_t, cooldown_s),
+    CYAML_FIELD_UINT("per_address_per_hour", CYAML_FLAG_OPTIONAL, znp_config_codes_t, per_address_per_hour),
+    CYAML_FIELD_UINT("per_ip_per_hour", CYAML_FLAG_OPTIONAL, znp_config_codes_t, per_ip_per_hour),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t site_fields[] = {
     STRING_FIELD("name", znp_config_site_t, name),
     STRING_FIELD("logo_url", znp_config_site_t, logo_url),
@@ -90,12 +122,101 @@ static const cyaml_schema_field_t log_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t jobs_fields[] = {
+    CYAML_FIELD_UINT("threads", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, threads),
+    CYAML_FIELD_UINT("poll_interval_ms", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, poll_interval_ms),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t mail_fields[] = {
+    STRING_FIELD("smtp_url", znp_config_mail_t, smtp_url),
+    STRING_FIELD("starttls", znp_config_mail_t, starttls),
+    STRING_FIELD("username", znp_config_mail_t, username),
+    STRING_FIELD("password", znp_config_mail_t, password),
+    STRING_FIELD("from", znp_config_mail_t, from),
+    STRING_FIELD("ca_file", znp_config_mail_t, ca_file),
+    CYAML_FIELD_UINT("timeout_ms", CYAML_FLAG_OPTIONAL, znp_config_mail_t, timeout_ms),
+    CYAML_FIELD_UINT("max_attempts", CYAML_FLAG_OPTIONAL, znp_config_mail_t, max_attempts),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t cors_group_fields[] = {
+    STRING_FIELD("enabled", znp_config_cors_group_t, enabled),
+    STRING_FIELD("allow_origins", znp_config_cors_group_t, allow_origins),
+    STRING_FIELD("allow_headers", znp_config_cors_group_t, allow_headers),
+    STRING_FIELD("allow_methods", znp_config_cors_group_t, allow_methods),
+    STRING_FIELD("allow_credentials", znp_config_cors_group_t, allow_credentials),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t cors_groups_fields[] = {
+    CYAML_FIELD_MAPPING("user", CYAML_FLAG_OPTIONAL, znp_config_cors_groups_t, user, cors_group_fields),
+    CYAML_FIELD_MAPPING("admin", CYAML_FLAG_OPTIONAL, znp_config_cors_groups_t, admin, cors_group_fields),
+    CYAML_FIELD_MAPPING("public", CYAML_FLAG_OPTIONAL, znp_config_cors_groups_t, public, cors_group_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t cors_fields[] = {
+    CYAML_FIELD_BOOL("enabled", CYAML_FLAG_OPTIONAL, znp_config_cors_t, enabled),
+    STRING_FIELD("allow_origins", znp_config_cors_t, allow_origins),
+    STRING_FIELD("allow_headers", znp_config_cors_t, allow_headers),
+    STRING_FIELD("allow_methods", znp_config_cors_t, allow_methods),
+    CYAML_FIELD_BOOL("allow_credentials", CYAML_FLAG_OPTIONAL, znp_config_cors_t, allow_credentials),
+    CYAML_FIELD_UINT("max_age_s", CYAML_FLAG_OPTIONAL, znp_config_cors_t, max_age_s),
+    STRING_FIELD("expose_headers", znp_config_cors_t, expose_headers),
+    CYAML_FIELD_MAPPING("groups", CYAML_FLAG_OPTIONAL, znp_config_cors_t, groups, cors_groups_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t rate_fields[] = {
+    CYAML_FIELD_UINT("rate_per_minute", CYAML_FLAG_OPTIONAL, znp_config_rate_t, rate_per_minute),
+    CYAML_FIELD_UINT("burst", CYAML_FLAG_OPTIONAL, znp_config_rate_t, burst),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t rate_group_fields[] = {
+    CYAML_FIELD_MAPPING("ip", CYAML_FLAG_OPTIONAL, znp_config_rate_group_t, ip, rate_fields),
+    CYAML_FIELD_MAPPING("user", CYAML_FLAG_OPTIONAL, znp_config_rate_group_t, user, rate_fields),
+    CYAML_FIELD_MAPPING("global", CYAML_FLAG_OPTIONAL, znp_config_rate_group_t, global, rate_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t rate_groups_fields[] = {
+    CYAML_FIELD_MAPPING("user", CYAML_FLAG_OPTIONAL, znp_config_rate_groups_t, user, rate_group_fields),
+    CYAML_FIELD_MAPPING("admin", CYAML_FLAG_OPTIONAL, znp_config_rate_groups_t, admin, rate_group_fields),
+    CYAML_FIELD_MAPPING("public", CYAML_FLAG_OPTIONAL, znp_config_rate_groups_t, public, rate_group_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t rate_limits_fields[] = {
+    CYAML_FIELD_BOOL("enabled", CYAML_FLAG_OPTIONAL, znp_config_rate_limits_t, enabled),
+    CYAML_FIELD_UINT("max_keys", CYAML_FLAG_OPTIONAL, znp_config_rate_limits_t, max_keys),
+    CYAML_FIELD_MAPPING("groups", CYAML_FLAG_OPTIONAL, znp_config_rate_limits_t, groups, rate_groups_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t admin_fields[] = {
+    STRING_FIELD("allow_cidrs", znp_config_admin_t, allow_cidrs),
+    CYAML_FIELD_UINT("rate_per_minute", CYAML_FLAG_OPTIONAL, znp_config_admin_t, rate_per_minute),
+    CYAML_FIELD_UINT("burst", CYAML_FLAG_OPTIONAL, znp_config_admin_t, burst),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("server", CYAML_FLAG_OPTIONAL, znp_config_t, server, server_fields),
     CYAML_FIELD_MAPPING("database", CYAML_FLAG_OPTIONAL, znp_config_t, database, database_fields),
     CYAML_FIELD_MAPPING("auth", CYAML_FLAG_OPTIONAL, znp_config_t, auth, auth_fields),
+    CYAML_FIELD_MAPPING("registration", CYAML_FLAG_OPTIONAL, znp_config_t, registration, registration_fields),
+    CYAML_FIELD_MAPPING("password", CYAML_FLAG_OPTIONAL, znp_config_t, password, password_fields),
+    CYAML_FIELD_MAPPING("codes", CYAML_FLAG_OPTIONAL, znp_config_t, codes, codes_fields),
+    CYAML_FIELD_MAPPING("security", CYAML_FLAG_OPTIONAL, znp_config_t, security, security_fields),
     CYAML_FIELD_MAPPING("site", CYAML_FLAG_OPTIONAL, znp_config_t, site, site_fields),
     CYAML_FIELD_MAPPING("log", CYAML_FLAG_OPTIONAL, znp_config_t, log, log_fields),
+    CYAML_FIELD_MAPPING("cors", CYAML_FLAG_OPTIONAL, znp_config_t, cors, cors_fields),
+    CYAML_FIELD_MAPPING("rate_limits", CYAML_FLAG_OPTIONAL, znp_config_t, rate_limits, rate_limits_fields),
+    CYAML_FIELD_MAPPING("admin", CYAML_FLAG_OPTIONAL, znp_config_t, admin, admin_fields),
+    CYAML_FIELD_MAPPING("jobs", CYAML_FLAG_OPTIONAL, znp_config_t, jobs, jobs_fields),
+    CYAML_FIELD_MAPPING("mail", CYAML_FLAG_OPTIONAL, znp_config_t, mail, mail_fields),
     CYAML_FIELD_END,
 };
 
@@ -126,6 +247,8 @@ static const struct key_meta {
     {"server.queue_limit", "4096", 0},
     {"server.docs_dir", ZNP_SHARE_DIR "/swagger-ui", 0},
     {"server.default_locale", "en", 0},
+    {"server.trusted_proxies", NULL, CONFIG_NULLABLE},
+    {"server.hsts_max_age_s", "15552000", 0},
     {"database.dsn", NULL, CONFIG_NULLABLE | CONFIG_DSN},
     {"database.data_dir", "./data", 0},
     {"database.pg_bin_dir", NULL, CONFIG_NULLABLE},
@@ -144,50 +267,131 @@ static const struct key_meta {
     {"auth.argon2_parallelism", "1", 0},
     {"auth.lockout_max_attempts", "5", 0},
     {"auth.lockout_minutes", "15", 0},
+    {"registration.mode", "open", 0},
+    {"registration.require_email_verification", "true", 0},
+    {"registration.default_roles", "user", 0},
+    {"password.min_length", "8", 0},
+    {"password.max_length", "128", 0},
+    {"password.require_classes", "0", 0},
+    {"codes.ttl_s", "900", 0},
+    {"codes.max_attempts", "5", 0},
+    {"codes.cooldown_s", "60", 0},
+    {"codes.per_address_per_hour", "5", 0},
+    {"codes.per_ip_per_hour", "20", 0},
+    {"security.master_key", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
+    {"security.require_admin_mfa", "false", 0},
     {"site.name", "znp", 0},
     {"site.logo_url", "", 0},
     {"site.service_name", "znp", 0},
     {"log.level", "info", 0},
     {"log.file", NULL, CONFIG_NULLABLE},
     {"log.access_log", "true", 0},
+    {"cors.enabled", "false", 0},
+    {"cors.allow_origins", NULL, CONFIG_NULLABLE},
+    {"cors.allow_headers", "Authorization, Content-Type, Accept-Language, X-Request-Id", 0},
+    {"cors.allow_methods", "GET, HEAD, POST, PUT, PATCH, DELETE", 0},
+    {"cors.allow_credentials", "false", 0},
+    {"cors.max_age_s", "600", 0},
+    {"cors.expose_headers", "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset", 0},
+    {"cors.groups.user.enabled", NULL, CONFIG_NULLABLE},
+    {"cors.groups.user.allow_origins", NULL, CONFIG_NULLABLE},
+    {"cors.groups.user.allow_headers", NULL, CONFIG_NULLABLE},
+    {"cors.groups.user.allow_methods", NULL, CONFIG_NULLABLE},
+    {"cors.groups.user.allow_credentials", NULL, CONFIG_NULLABLE},
+    {"cors.groups.admin.enabled", NULL, CONFIG_NULLABLE},
+    {"cors.groups.admin.allow_origins", NULL, CONFIG_NULLABLE},
+    {"cors.groups.admin.allow_headers", NULL, CONFIG_NULLABLE},
+    {"cors.groups.admin.allow_methods", NULL, CONFIG_NULLABLE},
+    {"cors.groups.admin.allow_credentials", NULL, CONFIG_NULLABLE},
+    {"cors.groups.public.enabled", NULL, CONFIG_NULLABLE},
+    {"cors.groups.public.allow_origins", NULL, CONFIG_NULLABLE},
+    {"cors.groups.public.allow_headers", NULL, CONFIG_NULLABLE},
+    {"cors.groups.public.allow_methods", NULL, CONFIG_NULLABLE},
+    {"cors.groups.public.allow_credentials", NULL, CONFIG_NULLABLE},
+    {"rate_limits.enabled", "true", 0},
+    {"rate_limits.max_keys", "100000", 0},
+    {"rate_limits.groups.user.ip.rate_per_minute", "0", 0},
+    {"rate_limits.groups.user.ip.burst", "0", 0},
+    {"rate_limits.groups.user.user.rate_per_minute", "0", 0},
+    {"rate_limits.groups.user.user.burst", "0", 0},
+    {"rate_limits.groups.user.global.rate_per_minute", "0", 0},
+    {"rate_limits.groups.user.global.burst", "0", 0},
+    {"rate_limits.groups.admin.ip.rate_per_minute", "0", 0},
+    {"rate_limits.groups.admin.ip.burst", "0", 0},
+    {"rate_limits.groups.admin.user.rate_per_minute", "0", 0},
+    {"rate_limits.groups.admin.user.burst", "0", 0},
+    {"rate_limits.groups.admin.global.rate_per_minute", "0", 0},
+    {"rate_limits.groups.admin.global.burst", "0", 0},
+    {"rate_limits.groups.public.ip.rate_per_minute", "0", 0},
+    {"rate_limits.groups.public.ip.burst", "0", 0},
+    {"rate_limits.groups.public.user.rate_per_minute", "0", 0},
+    {"rate_limits.groups.public.user.burst", "0", 0},
+    {"rate_limits.groups.public.global.rate_per_minute", "0", 0},
+    {"rate_limits.groups.public.global.burst", "0", 0},
+    {"admin.allow_cidrs", NULL, CONFIG_NULLABLE},
+    {"admin.rate_per_minute", "0", 0},
+    {"admin.burst", "0", 0},
+    {"jobs.threads", "1", 0},
+    {"jobs.poll_interval_ms", "1000", 0},
+    {"mail.smtp_url", NULL, CONFIG_NULLABLE},
+    {"mail.starttls", "required", 0},
+    {"mail.username", NULL, CONFIG_NULLABLE},
+    {"mail.password", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
+    {"mail.from", "noreply@localhost", 0},
+    {"mail.ca_file", NULL, CONFIG_NULLABLE},
+    {"mail.timeout_ms", "10000", 0},
+    {"mail.max_attempts", "8", 0},
 };
 
 static config__key_t keys[CONFIG_KEY_MAX];
 static size_t key_count;
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
+/* Add the leaves under `fields`, recursing into nested mappings such as cors.groups.user. */
+static void add_keys(const char *prefix, size_t base_offset, const cyaml_schema_field_t *fields)
+{
+    for (const cyaml_schema_field_t *field = fields; field->key != NULL; field++) {
+        char path[CONFIG_PATH_MAX];
+        config__key_t *key;
+        size_t i;
+
+        if (snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] != '\0' ? "." : "", field->key) >=
+            (int)sizeof path) {
+            fprintf(stderr, "znp: config key %s.%s is longer than %d bytes\n", prefix, field->key,
+                    CONFIG_PATH_MAX - 1);
+            abort();
+        }
+        if (field->value.type == CYAML_MAPPING) {
+            add_keys(path, base_offset + field->data_offset, field->value.mapping.fields);
+            continue;
+        }
+        if (key_count == CONFIG_KEY_MAX) {
+            fprintf(stderr, "znp: config schema has more than %d keys\n", CONFIG_KEY_MAX);
+            abort();
+        }
+        key = &keys[key_count];
+        memcpy(key->path, path, sizeof key->path);
+        key->offset = base_offset + field->data_offset;
+        key->value = &field->value;
+        for (i = 0; i < sizeof key_metas / sizeof key_metas[0]; i++) {
+            if (strcmp(key_metas[i].path, key->path) == 0) {
+                key->default_value = key_metas[i].default_value;
+                key->flags = key_metas[i].flags;
+                break;
+            }
+        }
+        /* every schema key needs a key_metas entry: without a default it would stay zero-filled */
+        if (i == sizeof key_metas / sizeof key_metas[0]) {
+            fprintf(stderr, "znp: config key %s has no default\n", key->path);
+            abort();
+        }
+        key_count++;
+    }
+}
+
 static void build_keys(void)
 {
-    const cyaml_schema_field_t *section;
-    const cyaml_schema_field_t *field;
-
-    for (section = top_fields; section->key != NULL; section++) {
-        for (field = section->value.mapping.fields; field->key != NULL; field++) {
-            config__key_t *key = &keys[key_count];
-            size_t i;
-
-            if (key_count == CONFIG_KEY_MAX) {
-                fprintf(stderr, "znp: config schema has more than %d keys\n", CONFIG_KEY_MAX);
-                abort();
-            }
-            snprintf(key->path, sizeof key->path, "%s.%s", section->key, field->key);
-            key->offset = section->data_offset + field->data_offset;
-            key->value = &field->value;
-            for (i = 0; i < sizeof key_metas / sizeof key_metas[0]; i++) {
-                if (strcmp(key_metas[i].path, key->path) == 0) {
-                    key->default_value = key_metas[i].default_value;
-                    key->flags = key_metas[i].flags;
-                    break;
-                }
-            }
-            /* every schema key needs a key_metas entry: without a default it would stay zero-filled */
-            if (i == sizeof key_metas / sizeof key_metas[0]) {
-                fprintf(stderr, "znp: config key %s has no default\n", key->path);
-                abort();
-            }
-            key_count++;
-        }
-    }
+    add_keys("", 0, top_fields);
 }
 
 const config__key_t *config__keys(size_t *count)

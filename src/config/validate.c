@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "config/internal.h"
+#include "protect/protect.h"
+#include "core/crypto.h"
 
 #define SECRET_MIN_BYTES 32
 #define THREADS_MAX      256
@@ -313,6 +315,22 @@ static long utf8_length(const char *text)
     return count;
 }
 
+static int check_security(const znp_config_t *config, znp_config_error_t *err)
+{
+    uint8_t key[ZNP_CRYPTO_KEY_LEN];
+    int rc;
+
+    if (config->security.master_key == NULL)
+        return 0;
+    rc = znp_crypto_key_decode(key, config->security.master_key);
+    explicit_bzero(key, sizeof key);
+    if (rc != 0)
+        return fail(err, config, "security.master_key",
+                    "security.master_key must be the base64 encoding of exactly 32 bytes "
+                    "(generate one with: openssl rand -base64 32)");
+    return 0;
+}
+
 static int check_site_and_log(const znp_config_t *config, znp_config_error_t *err)
 {
     const znp_config_site_t *site = &config->site;
@@ -331,6 +349,79 @@ static int check_site_and_log(const znp_config_t *config, znp_config_error_t *er
     return 0;
 }
 
+static int check_jobs_and_mail(const znp_config_t *config, znp_config_error_t *err)
+{
+    const znp_config_mail_t *m = &config->mail;
+
+    if (config->jobs.threads > THREADS_MAX)
+        return fail(err, config, "jobs.threads", "jobs.threads must be at most %d (0 = no job runner)", THREADS_MAX);
+    if (config->jobs.poll_interval_ms < 10)
+        return fail(err, config, "jobs.poll_interval_ms", "jobs.poll_interval_ms must be at least 10");
+    if (m->smtp_url != NULL && strncmp(m->smtp_url, "smtp://", 7) != 0 && strncmp(m->smtp_url, "smtps://", 8) != 0)
+        return fail(err, config, "mail.smtp_url",
+                    "invalid value for mail.smtp_url: expected smtp://HOST:PORT (STARTTLS) or smtps://HOST:PORT");
+    if (strcmp(m->starttls, "required") != 0 && strcmp(m->starttls, "opportunistic") != 0 &&
+        strcmp(m->starttls, "off") != 0)
+        return fail(err, config, "mail.starttls",
+                    "invalid value \"%.32s\" for mail.starttls: expected required, opportunistic or off", m->starttls);
+    if (m->from[0] == '\0' || strchr(m->from, '@') == NULL || strpbrk(m->from, "<>\r\n") != NULL)
+        return fail(err, config, "mail.from", "invalid value \"%.64s\" for mail.from: expected an address such as "
+                    "noreply@example.com", m->from);
+    if (m->ca_file != NULL && check_readable_file(err, config, "mail.ca_file", m->ca_file) != 0)
+        return ZNP_E_VALIDATION_FAILED;
+    if (m->timeout_ms < 100)
+        return fail(err, config, "mail.timeout_ms", "mail.timeout_ms must be at least 100");
+    if (m->max_attempts == 0 || m->max_attempts > 100)
+        return fail(err, config, "mail.max_attempts", "mail.max_attempts must be from 1 to 100");
+    return 0;
+}
+
+/* registration, password and codes: the rules the accounts module relies on */
+static int check_accounts(const znp_config_t *config, znp_config_error_t *err)
+{
+    const znp_config_registration_t *r = &config->registration;
+    const znp_config_password_t *p = &config->password;
+    const znp_config_codes_t *c = &config->codes;
+    const char *roles = r->default_roles != NULL ? r->default_roles : "";
+
+    if (r->mode == NULL ||
+        (strcmp(r->mode, "open") != 0 && strcmp(r->mode, "invite_only") != 0 && strcmp(r->mode, "closed") != 0))
+        return fail(err, config, "registration.mode", "registration.mode must be open, invite_only or closed");
+    if (strspn(roles, "abcdefghijklmnopqrstuvwxyz0123456789_-,") != strlen(roles) || roles[0] == '\0' ||
+        roles[0] == ',' || roles[strlen(roles) - 1] == ',' || strstr(roles, ",,") != NULL)
+        return fail(err, config, "registration.default_roles",
+                    "registration.default_roles must be comma-separated lower-case role names");
+    if (p->min_length < 1 || p->min_length > 1024)
+        return fail(err, config, "password.min_length", "password.min_length must be from 1 to 1024");
+    if (p->max_length < p->min_length || p->max_length > 1024)
+        return fail(err, config, "password.max_length", "password.max_length must be from min_length to 1024");
+    if (p->require_classes > 4)
+        return fail(err, config, "password.require_classes", "password.require_classes must be from 0 to 4");
+    if (c->ttl_s < 60 || c->ttl_s > 86400)
+        return fail(err, config, "codes.ttl_s", "codes.ttl_s must be from 60 to 86400");
+    if (c->max_attempts < 1 || c->max_attempts > 100)
+        return fail(err, config, "codes.max_attempts", "codes.max_attempts must be from 1 to 100");
+    if (c->cooldown_s > 3600)
+        return fail(err, config, "codes.cooldown_s", "codes.cooldown_s must be at most 3600");
+    if (c->per_address_per_hour < 1)
+        return fail(err, config, "codes.per_address_per_hour", "codes.per_address_per_hour must be at least 1");
+    if (c->per_ip_per_hour < 1)
+        return fail(err, config, "codes.per_ip_per_hour", "codes.per_ip_per_hour must be at least 1");
+    return 0;
+}
+
+/* trusted proxies, CORS, rate limits and the admin allow-list: the checks live with their parsers */
+static int check_protection(const znp_config_t *config, znp_config_error_t *err)
+{
+    char path[CONFIG_PATH_MAX];
+    char message[sizeof err->message];
+    int rc = znp_protect_check_config(config, path, sizeof path, message, sizeof message);
+
+    if (rc == ZNP_E_VALIDATION_FAILED)
+        return fail(err, config, path, "%s", message);
+    return rc;
+}
+
 int znp_config_validate(const znp_config_t *config, znp_config_error_t *err)
 {
     int rc;
@@ -341,6 +432,14 @@ int znp_config_validate(const znp_config_t *config, znp_config_error_t *err)
     if ((rc = check_database(config, err)) != 0)
         return rc;
     if ((rc = check_auth(config, err)) != 0)
+        return rc;
+    if ((rc = check_accounts(config, err)) != 0)
+        return rc;
+    if ((rc = check_security(config, err)) != 0)
+        return rc;
+    if ((rc = check_jobs_and_mail(config, err)) != 0)
+        return rc;
+    if ((rc = check_protection(config, err)) != 0)
         return rc;
     return check_site_and_log(config, err);
 }

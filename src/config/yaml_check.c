@@ -161,11 +161,11 @@ static int check_value(check_t *c, const config__key_t *key, yaml_node_t *value)
 }
 
 /*
- * Walk the pairs of one mapping node. `section` is NULL at the top level,
- * where every value must itself be a mapping of keys.
+ * Walk the pairs of one mapping node. `prefix` is the dotted path of the
+ * mapping ("cors.groups"), NULL at the top level, where every value must
+ * itself be a mapping of keys. Nested mappings of the schema recurse.
  */
-static int check_mapping(check_t *c, yaml_node_t *mapping, const cyaml_schema_field_t *fields,
-                         const cyaml_schema_field_t *section)
+static int check_mapping(check_t *c, yaml_node_t *mapping, const cyaml_schema_field_t *fields, const char *prefix)
 {
     unsigned char seen[CONFIG_KEY_MAX] = {0};
 
@@ -176,6 +176,7 @@ static int check_mapping(check_t *c, yaml_node_t *mapping, const cyaml_schema_fi
         const char *name;
         size_t index = 0;
         char hint[96];
+        char path[CONFIG_PATH_MAX];
         int rc;
 
         if (key_node->type != YAML_SCALAR_NODE)
@@ -185,33 +186,36 @@ static int check_mapping(check_t *c, yaml_node_t *mapping, const cyaml_schema_fi
         name = scalar_text(key_node);
         field = find_field(fields, name, &index);
         if (field == NULL) {
-            suggest(hint, sizeof hint, name, fields, section == NULL);
-            if (section == NULL)
+            suggest(hint, sizeof hint, name, fields, prefix == NULL);
+            if (prefix == NULL)
                 return config__fail_at(c->err, c->file, line_of(key_node), column_of(key_node),
                                        "unknown section \"%.64s\"%s", name, hint);
             return config__fail_at(c->err, c->file, line_of(key_node), column_of(key_node),
-                                   "unknown key \"%.64s\" in \"%s\"%s", name, section->key, hint);
+                                   "unknown key \"%.64s\" in \"%s\"%s", name, prefix, hint);
         }
         if (index < CONFIG_KEY_MAX && seen[index])
             return config__fail_at(c->err, c->file, line_of(key_node), column_of(key_node),
-                                   "duplicate key \"%s\"%s%s%s", name, section ? " in \"" : "",
-                                   section ? section->key : "", section ? "\"" : "");
+                                   "duplicate key \"%s\"%s%s%s", name, prefix ? " in \"" : "", prefix ? prefix : "",
+                                   prefix ? "\"" : "");
         if (index < CONFIG_KEY_MAX)
             seen[index] = 1;
+        snprintf(path, sizeof path, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", field->key);
 
-        if (section == NULL) {
-            if (value->type != YAML_MAPPING_NODE)
+        if (field->value.type == CYAML_MAPPING) {
+            if (value->type != YAML_MAPPING_NODE && prefix == NULL)
                 return config__fail_at(c->err, c->file, line_of(value), column_of(value),
                                        "invalid value for section \"%s\": expected a mapping of keys "
                                        "(write `%s: {}` for an empty section)",
                                        name, name);
-            rc = check_mapping(c, value, field->value.mapping.fields, field);
+            if (value->type != YAML_MAPPING_NODE)
+                return config__fail_at(c->err, c->file, line_of(value), column_of(value),
+                                       "invalid value for %s: expected a mapping of keys (write `%s: {}` for an "
+                                       "empty one)",
+                                       path, name);
+            rc = check_mapping(c, value, field->value.mapping.fields, path);
         } else {
-            char path[CONFIG_PATH_MAX];
-            const config__key_t *key;
+            const config__key_t *key = config__key_find(path);
 
-            snprintf(path, sizeof path, "%s.%s", section->key, field->key);
-            key = config__key_find(path);
             if (key == NULL)
                 return config__fail_at(c->err, c->file, line_of(key_node), column_of(key_node),
                                        "internal error: key %s is missing from the key table", path);

@@ -17,6 +17,12 @@ struct znp_arena_chunk {
     _Alignas(ALIGNMENT) unsigned char data[];
 };
 
+struct znp_arena_cleanup {
+    znp_arena_cleanup_t *next;
+    void (*fn)(void *data);
+    void *data;
+};
+
 static size_t align_up(size_t n)
 {
     return (n + (ALIGNMENT - 1)) & ~(size_t)(ALIGNMENT - 1);
@@ -41,6 +47,7 @@ static znp_arena_chunk_t *chunk_create(size_t capacity)
 void znp_arena_init(znp_arena_t *arena, size_t limit)
 {
     arena->head = NULL;
+    arena->cleanups = NULL;
     arena->total = 0;
     arena->limit = limit;
 }
@@ -51,6 +58,10 @@ void znp_arena_dispose(znp_arena_t *arena)
 
     if (arena == NULL)
         return;
+    /* the cleanup records live in the chunks, so they run first */
+    for (znp_arena_cleanup_t *c = arena->cleanups; c != NULL; c = c->next)
+        c->fn(c->data);
+    arena->cleanups = NULL;
     chunk = arena->head;
     while (chunk != NULL) {
         znp_arena_chunk_t *next = chunk->next;
@@ -139,4 +150,17 @@ char *znp_arena_printf(znp_arena_t *arena, const char *fmt, ...)
     vsnprintf(out, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return out;
+}
+
+int znp_arena_defer(znp_arena_t *arena, void (*fn)(void *data), void *data)
+{
+    znp_arena_cleanup_t *cleanup = znp_arena_alloc(arena, sizeof(*cleanup));
+
+    if (cleanup == NULL)
+        return -1;
+    cleanup->fn = fn;
+    cleanup->data = data;
+    cleanup->next = arena->cleanups;
+    arena->cleanups = cleanup;
+    return 0;
 }

@@ -14,6 +14,8 @@
 #include "error.h"
 
 struct znp_config;
+struct znp_operation;
+struct znp_stream;
 
 #define ZNP_REQUEST_ID_MAX 64
 #define ZNP_ROLES_MAX 8
@@ -35,9 +37,17 @@ typedef struct znp_ctx {
     znp_arena_t *arena;                /* request arena for strings the response points to */
     znp_error_t *err;                  /* where the operation records error detail */
     const char *request_id;
-    const char *client_ip;             /* textual peer address, never NULL ("" when unknown) */
+    const char *client_ip;             /* client address after server.trusted_proxies, never NULL ("" when unknown) */
     const char *user_agent;            /* may be NULL */
     int64_t (*now)(void);              /* clock in Unix seconds; tests may substitute it */
+    /*
+     * Called by znp_dispatch after authentication and before the request is
+     * decoded (the HTTP face checks per-user rate limits here); a negative
+     * znp_err_t ends the call with that error. NULL when nothing is to check.
+     */
+    int (*admit)(struct znp_ctx *ctx, const struct znp_operation *op);
+    void *admit_data;                  /* for `admit` */
+    struct znp_stream *stream;         /* non-JSON body writer for ZNP_OP_STREAM operations over HTTP, else NULL */
 } znp_ctx_t;
 
 #endif

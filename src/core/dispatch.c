@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "stream.h"
+
 const znp_operation_t *znp_operation_find(const char *id)
 {
     if (id == NULL)
@@ -53,6 +55,13 @@ int znp_dispatch(znp_ctx_t *ctx, const znp_operation_t *op, const znp_call_t *ca
             goto cleanup;
         }
     }
+    if (ctx->admit != NULL) {
+        rc = ctx->admit(ctx, op);
+        if (rc != 0) {
+            record(err, rc);
+            goto cleanup;
+        }
+    }
 
     /* decode the request */
     if (op->request != NULL) {
@@ -88,7 +97,7 @@ int znp_dispatch(znp_ctx_t *ctx, const znp_operation_t *op, const znp_call_t *ca
     }
 
     /* encode the response; it may share ZNP_FT_JSON values with the body, which emit takes references to */
-    if (op->response != NULL) {
+    if (op->response != NULL && !(ctx->stream != NULL && ctx->stream->started)) {
         rc = znp_codec_emit(op->response, response_struct, &response, err);
         if (rc != 0)
             goto cleanup;

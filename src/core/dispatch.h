@@ -12,6 +12,7 @@
 
 #include "codec.h"
 #include "context.h"
+#include "ratelimit.h"
 #include "schema.h"
 
 typedef enum znp_security {
@@ -22,6 +23,7 @@ typedef enum znp_security {
 
 enum {
     ZNP_OP_INLINE = 1u << 0, /* runs on the event-loop thread, ctx->db is NULL */
+    ZNP_OP_STREAM = 1u << 1, /* may write a non-JSON body through ctx->stream (core/stream.h) */
 };
 
 typedef struct znp_operation {
@@ -34,6 +36,7 @@ typedef struct znp_operation {
     const znp_schema_t *response;   /* NULL for 204 */
     /* generated thunk: casts and calls znp_op_<id>(ctx, req, resp) */
     int (*invoke)(znp_ctx_t *ctx, const void *request, void *response);
+    const znp_rate_limit_t *rate_limit; /* x-rate-limit of the spec, NULL when it has none */
 } znp_operation_t;
 
 extern const znp_operation_t znp_operations[];
@@ -61,7 +64,8 @@ int znp_auth_authenticate(znp_ctx_t *ctx, znp_security_t security, const char *a
 
 /*
  * Run `op` for `call`. On success *out is the encoded response (new
- * reference, NULL for 204) and the return value is 0. On failure returns a
+ * reference, NULL for 204 and for a body the operation wrote through
+ * ctx->stream) and the return value is 0. On failure returns a
  * negative znp_err_t with detail in ctx->err; the transport builds the error
  * envelope with znp_dispatch_error_body().
  */

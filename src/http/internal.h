@@ -17,7 +17,9 @@
 #include <h2o.h>
 
 #include "core/error.h"
+#include "core/stream.h"
 #include "http/server.h"
+#include "protect/protect.h"
 
 #define ZNP_HTTP_MAX_LISTENERS 2 /* server.listen and server.tls_listen */
 
@@ -33,6 +35,33 @@ typedef struct znp_http_mailbox {
     h2o_multithread_receiver_t *receiver; /* valid while open */
     atomic_int refs;
 } znp_http_mailbox_t;
+
+/* what a worker sends to a loop: a finished job, or a piece of a streamed body (stream.c) */
+enum {
+    ZNP_HTTP_REPLY_JOB = 0,
+    ZNP_HTTP_REPLY_PIECE = 1,
+};
+
+typedef struct znp_http_reply {
+    h2o_multithread_message_t super;
+    int kind;
+} znp_http_reply_t;
+
+/*
+ * The ctx->stream of a ZNP_OP_STREAM operation on a worker (stream.c). The
+ * body collects in `data`; once it passes one piece it goes to the loop in
+ * pieces and `stream` is set.
+ */
+typedef struct znp_http_writer {
+    znp_stream_t super;
+    znp_http_mailbox_t *mailbox;
+    void *job; /* the http job, for znp_http__job_take_request on the loop */
+    const char *request_id;
+    char *content_type, *filename; /* from begin; malloc'd */
+    char *data;                    /* body not handed over yet; malloc'd */
+    size_t len, cap;
+    struct znp_http_stream *stream;
+} znp_http_writer_t;
 
 typedef struct znp_http_loop {
     znp_http_server_t *server;
@@ -73,6 +102,7 @@ struct znp_http_server {
     int globalconf_ready;
     SSL_CTX *ssl_ctx;
     int docs_available; /* server.docs_dir contains swagger-ui-dist */
+    znp_protect_t *protect; /* client IP, CORS, rate limits, admin allow-list */
 
     znp_http_listener_t listeners[ZNP_HTTP_MAX_LISTENERS];
     size_t listener_count;
@@ -106,11 +136,59 @@ void znp_http__discard_replies(h2o_linklist_t *messages);
 
 void znp_http__mailbox_release(znp_http_mailbox_t *mailbox);
 
+/* Worker side of streamed bodies. */
+void znp_http__writer_init(znp_http_writer_t *writer, znp_http_mailbox_t *mailbox, void *job, const char *request_id);
+/*
+ * After the operation returned `rc`: when pieces already went to the loop,
+ * queue the rest and the end (an abort when rc != 0) and return 1; the job's
+ * own response is then ignored. Return 0 when nothing was handed over, so the
+ * body in writer->data (if begin was called) goes out as one response.
+ */
+int znp_http__writer_finish(znp_http_writer_t *writer, int rc);
+void znp_http__writer_dispose(znp_http_writer_t *writer);
+/* Loop side: a piece arrived, or the loop is closing and drops it. */
+void znp_http__stream_on_piece(znp_http_reply_t *reply);
+void znp_http__stream_discard_piece(znp_http_reply_t *reply);
+/* Content-Disposition value `attachment; filename="..."` in the request's pool. */
+h2o_iovec_t znp_http__attachment_header(h2o_req_t *req, const char *filename);
+/* request.c: detach the request from `job` (an http job) so a stream can answer it; NULL when it already ended. */
+h2o_req_t *znp_http__job_take_request(void *job);
+
 /* request.c: shared per-request steps used by docs.c */
 typedef struct znp_http_request znp_http_request_t;
 znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route);
 void znp_http__send_error(h2o_req_t *req, znp_http_request_t *state, int err, const char *allow);
 void znp_http__send_body(h2o_req_t *req, int status, const char *content_type, h2o_iovec_t body);
+
+/* guard.c: the protection state of one request, kept in znp_http_request_t */
+typedef struct znp_http_guard {
+    znp_ip_t client;                 /* after trusted proxies */
+    char client_text[ZNP_IP_TEXT_MAX];
+    znp_route_group_t group;
+    const znp_cors_policy_t *cors;   /* the group's policy when CORS is on for it, else NULL */
+    h2o_iovec_t allow_origin;        /* Access-Control-Allow-Origin value, base NULL when not allowed */
+    int docs;                        /* a /docs path: the Swagger UI Content-Security-Policy */
+    znp_rate_verdict_t rate;         /* tightest bucket taken from, for the RateLimit-* headers */
+} znp_http_guard_t;
+
+/* Resolve the client IP, the route group of `path` and the request's CORS origin. */
+void znp_http__guard_init(znp_http_guard_t *guard, h2o_req_t *req, znp_http_server_t *server, h2o_iovec_t path);
+/*
+ * Before routing: admin allow-list, CORS preflight, group rate limits.
+ * Returns 1 when it sent the response (403, 204 preflight or 429).
+ */
+int znp_http__guard_request(h2o_req_t *req, znp_http_request_t *state, znp_http_guard_t *guard);
+/*
+ * After routing to `op` (index `op_index`) whose spec path is `route_path`:
+ * the admin checks when only the route shows the admin group, then the
+ * operation's x-rate-limit. Returns 1 when it sent the response.
+ */
+int znp_http__guard_operation(h2o_req_t *req, znp_http_request_t *state, znp_http_guard_t *guard,
+                              const char *route_path, size_t op_index, const znp_rate_limit_t *limits);
+/* Keep the tighter of the two verdicts in `into`. */
+void znp_http__guard_merge_rate(znp_rate_verdict_t *into, const znp_rate_verdict_t *rate);
+/* Add the security, CORS and RateLimit-* headers to the response. `guard` NULL: security headers only. */
+void znp_http__guard_headers(h2o_req_t *req, znp_http_server_t *server, const znp_http_guard_t *guard);
 
 /* docs.c */
 int znp_http__docs_available(const char *docs_dir);

@@ -24,6 +24,7 @@
 #include "core/dispatch.h"
 #include "core/log.h"
 #include "core/router.h"
+#include "core/stream.h"
 #include "openapi.gen.h"
 #include "runtime/health.h"
 #include "runtime/metrics.h"
@@ -45,6 +46,7 @@ struct znp_http_request {
     znp_locale_t locale;
     uint64_t started_ns; /* CLOCK_MONOTONIC when the handler received the complete request */
     char request_id[ZNP_REQUEST_ID_MAX + 1];
+    znp_http_guard_t guard; /* client IP, CORS and rate limit state (guard.c) */
 };
 
 struct http_job;
@@ -57,7 +59,7 @@ typedef struct job_guard {
 /* A request handed to the pool: a copy of everything the operation needs, so the request may end meanwhile. */
 typedef struct http_job {
     znp_job_t super;
-    h2o_multithread_message_t message;
+    znp_http_reply_t message; /* kind ZNP_HTTP_REPLY_JOB */
     znp_http_mailbox_t *mailbox; /* one reference, dropped by the worker */
     const znp_config_t *config;
 
@@ -79,12 +81,17 @@ typedef struct http_job {
     const char *user_agent;
     char client_ip[INET6_ADDRSTRLEN];
     char request_id[ZNP_REQUEST_ID_MAX + 1];
+    znp_protect_t *protect;  /* per-user rate limits after authentication */
+    znp_route_group_t group;
 
     /* output, written by the worker */
     int status;
     int retry_after;
+    znp_rate_verdict_t rate; /* per-user bucket taken from, for the RateLimit-* headers */
     char *response; /* malloc'd; NULL for 204 */
     size_t response_len;
+    char *content_type; /* malloc'd; NULL = JSON */
+    char *filename;     /* malloc'd attachment name, or NULL */
 
     char storage[]; /* parameter values, query, body and header copies */
 } http_job_t;
@@ -267,8 +274,6 @@ void znp_http__send_body(h2o_req_t *req, int status, const char *content_type, h
         req->res.content_length = body.len;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     }
-    add_header(req, H2O_STRLIT("x-content-type-options"), H2O_STRLIT("nosniff"));
-
     h2o_start_response(req, &generator);
     if (status == 204 || is_head(req) || body.len == 0)
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -298,6 +303,25 @@ static void send_outcome(h2o_req_t *req, outcome_t *outcome, const char *allow)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, value.base, value.len);
     }
     znp_http__send_body(req, outcome->status, json_content_type, body);
+}
+
+/* Send a body an operation wrote through ctx->stream, taking ownership of outcome->body. */
+static void send_stream_outcome(h2o_req_t *req, outcome_t *outcome, const char *content_type, const char *filename)
+{
+    h2o_iovec_t body = h2o_iovec_init(outcome->body, outcome->len);
+    h2o_iovec_t type = h2o_strdup(&req->pool, content_type, SIZE_MAX);
+
+    if (outcome->body != NULL) {
+        attach_buffer(req, outcome->body);
+        outcome->body = NULL;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    if (filename != NULL) {
+        h2o_iovec_t value = znp_http__attachment_header(req, filename);
+
+        add_header(req, H2O_STRLIT("content-disposition"), value.base, value.len);
+    }
+    znp_http__send_body(req, outcome->status, type.base, body);
 }
 
 /*
@@ -370,6 +394,7 @@ static void on_request_setup_ostream(h2o_req_prefilter_t *self, h2o_req_t *req, 
     znp_http_request_t *state = (znp_http_request_t *)self;
 
     add_header(req, H2O_STRLIT("x-request-id"), state->request_id, strlen(state->request_id));
+    znp_http__guard_headers(req, state->loop->server, &state->guard);
     h2o_setup_next_prefilter(self, req, slot);
 }
 
@@ -381,6 +406,8 @@ static znp_http_request_t *find_request_state(h2o_req_t *req)
     }
     return NULL;
 }
+
+static h2o_iovec_t target_path(h2o_req_t *req);
 
 znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route)
 {
@@ -394,6 +421,7 @@ znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route)
     state->locale = request_locale(req, server->default_locale);
     state->started_ns = monotonic_ns();
     assign_request_id(state->request_id, req);
+    znp_http__guard_init(&state->guard, req, server, target_path(req));
 
     atomic_fetch_add(&server->in_flight, 1);
     znp_metrics_http_in_flight_add(1);
@@ -461,20 +489,6 @@ static const char *header_string(h2o_req_t *req, const h2o_token_t *token)
     return h2o_strdup(&req->pool, req->headers.entries[index].value.base, req->headers.entries[index].value.len).base;
 }
 
-static void peer_address(h2o_req_t *req, char out[INET6_ADDRSTRLEN])
-{
-    struct sockaddr_storage addr;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&addr);
-
-    out[0] = '\0';
-    if (len == 0)
-        return;
-    if (addr.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, out, INET6_ADDRSTRLEN);
-    else if (addr.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, out, INET6_ADDRSTRLEN);
-}
-
 static size_t arena_limit(const znp_http_server_t *server)
 {
     return server->max_body_bytes * 4 + ARENA_FLOOR_BYTES;
@@ -493,14 +507,12 @@ static void run_inline(h2o_req_t *req, znp_http_request_t *state, const znp_rout
     znp_http_server_t *server = state->loop->server;
     const znp_operation_t *op = match->route->operation;
     h2o_iovec_t query = query_of(req);
-    char client_ip[INET6_ADDRSTRLEN];
     znp_arena_t arena;
     znp_error_t err;
     json_t *response = NULL;
     outcome_t outcome;
     int rc;
 
-    peer_address(req, client_ip);
     memset(&err, 0, sizeof(err));
     znp_arena_init(&arena, arena_limit(server));
 
@@ -511,7 +523,7 @@ static void run_inline(h2o_req_t *req, znp_http_request_t *state, const znp_rout
         .arena = &arena,
         .err = &err,
         .request_id = state->request_id,
-        .client_ip = client_ip,
+        .client_ip = state->guard.client_text,
         .user_agent = header_string(req, H2O_TOKEN_USER_AGENT),
         .now = clock_seconds,
     };
@@ -534,7 +546,24 @@ static void run_inline(h2o_req_t *req, znp_http_request_t *state, const znp_rout
 static void free_job(http_job_t *job)
 {
     free(job->response);
+    free(job->content_type);
+    free(job->filename);
     free(job);
+}
+
+h2o_req_t *znp_http__job_take_request(void *data)
+{
+    http_job_t *job = data;
+    h2o_req_t *req = job->req;
+
+    if (req == NULL)
+        return NULL;
+    job->guard->job = NULL;
+    job->guard = NULL;
+    job->req = NULL;
+    if (h2o_linklist_is_linked(&job->link))
+        h2o_linklist_unlink(&job->link);
+    return req;
 }
 
 void znp_http__mailbox_release(znp_http_mailbox_t *mailbox)
@@ -543,6 +572,26 @@ void znp_http__mailbox_release(znp_http_mailbox_t *mailbox)
         return;
     pthread_mutex_destroy(&mailbox->lock);
     free(mailbox);
+}
+
+/* ctx->admit of worker jobs: the per-user buckets, once znp_dispatch knows the caller. */
+static int admit_user(znp_ctx_t *ctx, const znp_operation_t *op)
+{
+    http_job_t *job = ctx->admit_data;
+    znp_rate_verdict_t verdict;
+    int rc;
+
+    if (job->protect == NULL)
+        return 0;
+    memset(&verdict, 0, sizeof(verdict));
+    rc = znp_protect_admit_user(job->protect, job->group, (size_t)(op - znp_operations), op->rate_limit,
+                                ctx->caller.user_id, &verdict);
+    znp_http__guard_merge_rate(&job->rate, &verdict);
+    if (rc == ZNP_E_TOO_MANY_REQUESTS) {
+        znp_error_set(ctx->err, rc, NULL, NULL);
+        ctx->err->retry_after = (int)verdict.retry_after_s;
+    }
+    return rc;
 }
 
 /* Runs on a worker thread. */
@@ -554,9 +603,11 @@ static void run_job(znp_job_t *base, PGconn *db)
     znp_arena_t arena;
     json_t *response = NULL;
     outcome_t outcome;
+    znp_http_writer_t writer;
     int rc;
 
     memset(&err, 0, sizeof(err));
+    znp_http__writer_init(&writer, mailbox, job, job->request_id);
     znp_arena_init(&arena, 0);
     if (db == NULL || !znp_health_database_up()) {
         rc = ZNP_E_DATABASE_UNAVAILABLE;
@@ -573,6 +624,9 @@ static void run_job(znp_job_t *base, PGconn *db)
             .client_ip = job->client_ip,
             .user_agent = job->user_agent,
             .now = clock_seconds,
+            .stream = (job->op->flags & ZNP_OP_STREAM) ? &writer.super : NULL,
+            .admit = admit_user,
+            .admit_data = job,
         };
         znp_call_t call = {
             .path_params = job->params,
@@ -586,7 +640,21 @@ static void run_job(znp_job_t *base, PGconn *db)
         arena.limit = job->body_len * 4 + ARENA_FLOOR_BYTES;
         rc = znp_dispatch(&ctx, job->op, &call, &response);
     }
-    render_outcome(&outcome, rc, response, job->op->success_status, &err, job->locale, job->request_id);
+    if (znp_http__writer_finish(&writer, rc)) {
+        /* the body went to the loop in pieces, and the loop took the request over */
+        memset(&outcome, 0, sizeof(outcome));
+    } else if (rc == 0 && writer.super.started) {
+        memset(&outcome, 0, sizeof(outcome));
+        outcome.status = 200;
+        outcome.body = writer.data;
+        outcome.len = writer.len;
+        job->content_type = writer.content_type;
+        job->filename = writer.filename;
+        writer.data = writer.content_type = writer.filename = NULL;
+    } else {
+        render_outcome(&outcome, rc, response, job->op->success_status, &err, job->locale, job->request_id);
+    }
+    znp_http__writer_dispose(&writer);
     json_decref(response);
     znp_arena_dispose(&arena);
     job->status = outcome.status;
@@ -597,7 +665,7 @@ static void run_job(znp_job_t *base, PGconn *db)
     /* from here on the loop thread may free the job at any time */
     pthread_mutex_lock(&mailbox->lock);
     if (mailbox->open) {
-        h2o_multithread_send_message(mailbox->receiver, &job->message);
+        h2o_multithread_send_message(mailbox->receiver, &job->message.super);
         job = NULL;
     }
     pthread_mutex_unlock(&mailbox->lock);
@@ -653,7 +721,9 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     job->op = match->route->operation;
     job->locale = state->locale;
     memcpy(job->request_id, state->request_id, sizeof(job->request_id));
-    peer_address(req, job->client_ip);
+    memcpy(job->client_ip, state->guard.client_text, sizeof(job->client_ip));
+    job->protect = loop->server->protect;
+    job->group = state->guard.group;
 
     cursor = job->storage;
     job->param_count = match->param_count;
@@ -718,7 +788,14 @@ static void send_job_outcome(http_job_t *job)
     job->guard = NULL;
     job->req = NULL;
     job->response = NULL; /* owned by the request now */
-    send_outcome(req, &outcome, NULL);
+    znp_http_request_t *state = find_request_state(req);
+
+    if (state != NULL)
+        znp_http__guard_merge_rate(&state->guard.rate, &job->rate);
+    if (job->content_type != NULL)
+        send_stream_outcome(req, &outcome, job->content_type, job->filename);
+    else
+        send_outcome(req, &outcome, NULL);
 }
 
 void znp_http__on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -726,9 +803,15 @@ void znp_http__on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *
     (void)receiver;
     while (!h2o_linklist_is_empty(messages)) {
         h2o_multithread_message_t *message = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        http_job_t *job = H2O_STRUCT_FROM_MEMBER(http_job_t, message, message);
+        znp_http_reply_t *reply = H2O_STRUCT_FROM_MEMBER(znp_http_reply_t, super, message);
+        http_job_t *job;
 
         h2o_linklist_unlink(&message->link);
+        if (reply->kind == ZNP_HTTP_REPLY_PIECE) {
+            znp_http__stream_on_piece(reply);
+            continue;
+        }
+        job = H2O_STRUCT_FROM_MEMBER(http_job_t, message, reply);
         if (h2o_linklist_is_linked(&job->link))
             h2o_linklist_unlink(&job->link);
         if (job->req != NULL)
@@ -741,9 +824,15 @@ void znp_http__discard_replies(h2o_linklist_t *messages)
 {
     while (!h2o_linklist_is_empty(messages)) {
         h2o_multithread_message_t *message = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        http_job_t *job = H2O_STRUCT_FROM_MEMBER(http_job_t, message, message);
+        znp_http_reply_t *reply = H2O_STRUCT_FROM_MEMBER(znp_http_reply_t, super, message);
+        http_job_t *job;
 
         h2o_linklist_unlink(&message->link);
+        if (reply->kind == ZNP_HTTP_REPLY_PIECE) {
+            znp_http__stream_discard_piece(reply);
+            continue;
+        }
+        job = H2O_STRUCT_FROM_MEMBER(http_job_t, message, reply);
         if (h2o_linklist_is_linked(&job->link))
             h2o_linklist_unlink(&job->link);
         if (job->guard != NULL)
@@ -845,6 +934,16 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
 
     rc = znp_router_match(&match, znp_routes, znp_route_count, method, path.base, path.len,
                           server->config->server.admin_prefix);
+    if (rc == ZNP_E_METHOD_NOT_ALLOWED && strcmp(method, "OPTIONS") == 0) {
+        /* no operation takes OPTIONS: list the methods the path has (CORS preflights were answered before) */
+        char allow[sizeof(match.allow) + 16];
+
+        snprintf(allow, sizeof(allow), "%s, OPTIONS", match.allow);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, SIZE_MAX).base,
+                       strlen(allow));
+        znp_http__send_body(req, 204, "", h2o_iovec_init(NULL, 0));
+        return;
+    }
     if (rc == ZNP_E_METHOD_NOT_ALLOWED) {
         znp_http__send_error(req, state, rc, match.allow);
         return;
@@ -854,6 +953,9 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
         return;
     }
     state->route = match.route->path;
+    if (znp_http__guard_operation(req, state, &state->guard, match.route->path,
+                                  (size_t)(match.route->operation - znp_operations), match.route->operation->rate_limit))
+        return;
 
     if (req->entity.base != NULL && req->entity.len > 0 && !is_json_content_type(req)) {
         znp_http__send_error(req, state, ZNP_E_UNSUPPORTED_MEDIA_TYPE, NULL);
@@ -893,6 +995,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         znp_http__send_error(req, state, rc, NULL);
         return 0;
     }
+    if (znp_http__guard_request(req, state, &state->guard))
+        return 0;
     if (serve_special(req, state, path))
         return 0;
     route_request(req, state, path);
@@ -968,9 +1072,11 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
         znp_log_escape(method, sizeof(method), req->input.method.base, req->input.method.len, 16);
         znp_log_escape(escaped_path, sizeof(escaped_path), path.base, path.len, LOG_PATH_MAX);
         ZNP_INFO(LOG_MODULE, request_id,
-                 "request method=%s path=\"%s\" status=%d bytes=%zu duration_ms=%.3f protocol=%s scheme=%s", method,
-                 escaped_path, req->res.status, req->bytes_sent, seconds * 1000.0, protocol_name(req->version),
-                 req->scheme != NULL && req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http");
+                 "request method=%s path=\"%s\" status=%d bytes=%zu duration_ms=%.3f protocol=%s scheme=%s "
+                 "client=%s",
+                 method, escaped_path, req->res.status, req->bytes_sent, seconds * 1000.0, protocol_name(req->version),
+                 req->scheme != NULL && req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http",
+                 state != NULL && state->guard.client_text[0] != '\0' ? state->guard.client_text : "-");
     }
 }
 
@@ -1014,6 +1120,7 @@ static void on_error_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostre
     assign_request_id(request_id, req);
     id = h2o_strdup(&req->pool, request_id, SIZE_MAX);
     add_header(req, H2O_STRLIT("x-request-id"), id.base, id.len);
+    znp_http__guard_headers(req, znp_http__loop_of(req)->server, NULL);
 
     if (req->res.status == 413) {
         znp_http_server_t *server = znp_http__loop_of(req)->server;

@@ -313,6 +313,12 @@ int znp_http_server_create(znp_http_server_t **out, const znp_config_t *config, 
             goto cleanup;
     }
 
+    /* client IP, CORS, rate limits and the admin allow-list, shared by every loop */
+    if (znp_protect_create(&server->protect, config, NULL, NULL) != 0) {
+        ZNP_ERROR(LOG_MODULE, NULL, "could not set up the request protection (out of memory)");
+        goto cleanup;
+    }
+
     /* h2o configuration, shared read-only by every loop */
     server->docs_available = znp_http__docs_available(sc->docs_dir);
     if (!server->docs_available)
@@ -740,6 +746,7 @@ void znp_http_server_destroy(znp_http_server_t *server)
         h2o_config_dispose(&server->globalconf);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
+    znp_protect_destroy(server->protect);
     pthread_cond_destroy(&server->changed);
     pthread_mutex_destroy(&server->lock);
     free(server);

@@ -30,6 +30,8 @@
 #define GRPC_SLOTS   256  /* power of two */
 #define SERIES_SLOTS 4096 /* power of two; (route, method, status) triples */
 #define GRPC_CODES   17   /* google.rpc.Code 0..16 */
+#define JOB_SLOTS    64   /* power of two; job kinds */
+#define JOB_RESULTS  3
 
 /* histogram upper bounds in seconds; the +Inf bucket is implicit */
 static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -70,6 +72,12 @@ static atomic_long http_in_flight;
 
 static atomic_uint_fast64_t grpc_counts[GRPC_SLOTS + 1][GRPC_CODES];
 static histogram_t grpc_durations[GRPC_SLOTS + 1];
+
+static const char *const job_result_names[JOB_RESULTS] = {"done", "retry", "dead"};
+static _Atomic(char *) job_slots[JOB_SLOTS];
+static label_table_t job_kinds = {JOB_SLOTS, job_slots};
+static atomic_uint_fast64_t job_counts[JOB_SLOTS + 1][JOB_RESULTS];
+static atomic_long jobs_queue_depth;
 
 static _Atomic double start_time_seconds;
 
@@ -189,6 +197,29 @@ void znp_metrics_init(void)
         histogram_clear(&grpc_durations[i]);
     }
     atomic_store(&http_in_flight, 0);
+    clear_table(&job_kinds);
+    for (size_t i = 0; i <= JOB_SLOTS; i++) {
+        for (size_t r = 0; r < JOB_RESULTS; r++)
+            atomic_store(&job_counts[i][r], 0);
+    }
+    atomic_store(&jobs_queue_depth, 0);
+}
+
+void znp_metrics_job_finished(const char *kind, const char *result)
+{
+    size_t index = intern(&job_kinds, kind);
+
+    for (size_t r = 0; r < JOB_RESULTS; r++) {
+        if (strcmp(result, job_result_names[r]) == 0) {
+            atomic_fetch_add_explicit(&job_counts[index][r], 1, memory_order_relaxed);
+            return;
+        }
+    }
+}
+
+void znp_metrics_jobs_queue_depth_set(long depth)
+{
+    atomic_store_explicit(&jobs_queue_depth, depth, memory_order_relaxed);
 }
 
 void znp_metrics_http_in_flight_add(int delta)
@@ -464,6 +495,32 @@ static void render_grpc(text_t *text)
     free(labels);
 }
 
+static void render_jobs(text_t *text)
+{
+    int other_used = 0;
+    size_t label_count = 0;
+    size_t *labels;
+
+    for (size_t r = 0; r < JOB_RESULTS; r++)
+        other_used |= atomic_load_explicit(&job_counts[JOB_SLOTS][r], memory_order_relaxed) > 0;
+    labels = sorted_labels(&job_kinds, other_used, &label_count);
+    text_header(text, "znp_jobs_total", "counter", "Job attempts finished, by job kind and result (done, retry, dead).");
+    for (size_t i = 0; i < label_count; i++) {
+        for (size_t r = 0; r < JOB_RESULTS; r++) {
+            uint64_t count = atomic_load_explicit(&job_counts[labels[i]][r], memory_order_relaxed);
+
+            if (count == 0)
+                continue;
+            text_printf(text, "znp_jobs_total{kind=\"");
+            text_label_value(text, label_name(&job_kinds, labels[i]));
+            text_printf(text, "\",result=\"%s\"} %llu\n", job_result_names[r], (unsigned long long)count);
+        }
+    }
+    free(labels);
+    text_header(text, "znp_jobs_queued", "gauge", "Jobs waiting in the queue, as last counted by a job runner.");
+    text_printf(text, "znp_jobs_queued %ld\n", atomic_load_explicit(&jobs_queue_depth, memory_order_relaxed));
+}
+
 static void render_process(text_t *text, struct znp_pool *pool)
 {
     size_t queued = 0, busy = 0, connected = 0, workers = 0;
@@ -507,6 +564,7 @@ int znp_metrics_render(char **out, size_t *len, struct znp_pool *pool)
     pthread_mutex_lock(&render_lock);
     render_http(&text);
     render_grpc(&text);
+    render_jobs(&text);
     render_process(&text, pool);
     pthread_mutex_unlock(&render_lock);
 

@@ -26,6 +26,11 @@ void znp_metrics_observe_request(const char *route, const char *method, int stat
 /* Count one finished gRPC call by full method name and status code. */
 void znp_metrics_observe_grpc(const char *method, int code, double seconds);
 
+/* Count one finished job attempt of `kind`; `result` is "done", "retry" or "dead". */
+void znp_metrics_job_finished(const char *kind, const char *result);
+/* Set the gauge of queued jobs, as last counted by a job runner. */
+void znp_metrics_jobs_queue_depth_set(long depth);
+
 /* Render the exposition into a malloc'd buffer (*out owned by the caller). */
 int znp_metrics_render(char **out, size_t *len, struct znp_pool *pool);
 

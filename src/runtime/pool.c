@@ -23,7 +23,6 @@
 #include "core/log.h"
 #include "db/db.h"
 #include "errors.gen.h"
-#include "runtime/health.h"
 
 #define LOG_MODULE               "pool"
 #define BACKOFF_INITIAL_MS       100
@@ -82,33 +81,22 @@ static int monotonic_reached(const struct timespec *when)
 }
 
 /*
- * Count this worker's connection as up (1) or gone (0). Caller holds
- * pool->lock. Returns the new database state for znp_health_set_database()
- * when the count crossed zero, else -1; the caller reports it after
- * unlocking, because health listeners run synchronously.
+ * Count this worker's connection as up (1) or gone (0). The database flag of
+ * the health state is left to the watcher (watcher.h), its only writer, so
+ * health and metrics never see two opinions at once.
  */
-static int set_connected(worker_t *worker, int up)
+static void update_connected(worker_t *worker, int up)
 {
     znp_pool_t *pool = worker->pool;
 
-    if (up)
-        return pool->connected++ == 0 ? 1 : -1;
-    if (--pool->connected > 0)
-        return -1;
-    /* workers without a connection may now take jobs and fail them fast */
-    pthread_cond_broadcast(&pool->work);
-    return 0;
-}
-
-static void update_connected(worker_t *worker, int up)
-{
-    int database_state;
-
-    pthread_mutex_lock(&worker->pool->lock);
-    database_state = set_connected(worker, up);
-    pthread_mutex_unlock(&worker->pool->lock);
-    if (database_state >= 0)
-        znp_health_set_database(database_state);
+    pthread_mutex_lock(&pool->lock);
+    if (up) {
+        pool->connected++;
+    } else if (--pool->connected == 0) {
+        /* workers without a connection may now take jobs and fail them fast */
+        pthread_cond_broadcast(&pool->work);
+    }
+    pthread_mutex_unlock(&pool->lock);
 }
 
 /* Try to connect once; on failure schedule the next attempt with exponential backoff. Called without the lock. */

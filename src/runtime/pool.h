@@ -1,14 +1,15 @@
 /*
  * The worker pool: N threads, each owning one PostgreSQL connection. Jobs
- * come from the HTTP event loops and the gRPC completion-queue thread; a job
- * runs on a worker with ctx.db set, then its `done` callback runs on the same
- * worker thread, which hands the result back to the transport (for HTTP via
- * h2o_multithread_send_message, for gRPC through grpc_call_start_batch).
+ * come from the HTTP event loops and the gRPC completion-queue thread. A
+ * job's `run` callback gets the worker's connection and itself hands the
+ * result back to its transport: for HTTP through h2o_multithread_send_message,
+ * for gRPC through grpc_call_start_batch.
  *
  * A worker whose connection fails reconnects with exponential backoff
  * (100 ms doubling up to database.reconnect_max_ms). While no worker has a
- * working connection the pool reports the database as down to the health
- * state (health.h), and jobs fail fast with ZNP_E_DATABASE_UNAVAILABLE.
+ * working connection, jobs get db == NULL and fail fast with
+ * ZNP_E_DATABASE_UNAVAILABLE. The health state's database flag is set by the
+ * watcher (watcher.h), not by the pool.
  */
 #ifndef ZNP_RUNTIME_POOL_H
 #define ZNP_RUNTIME_POOL_H
@@ -24,7 +25,7 @@ typedef struct znp_job znp_job_t;
 struct znp_job {
     /*
      * Runs on a worker thread. `db` is the worker's connection, or NULL when
-     * the database is unavailable (the job then answers 503). The job owns
+     * the database is unavailable (the job then replies 503). The job owns
      * its own memory; the pool never frees it.
      */
     void (*run)(znp_job_t *job, PGconn *db);
@@ -41,7 +42,7 @@ int znp_pool_create(znp_pool_t **out, const struct znp_config *config, const cha
 /*
  * Queue `job`. Thread-safe. Returns 0, or ZNP_E_OVERLOADED when
  * server.queue_limit jobs are already waiting, or ZNP_E_SHUTTING_DOWN after
- * znp_pool_drain() started; then the caller answers the request itself.
+ * znp_pool_drain() started; then the caller replies to the request itself.
  */
 int znp_pool_submit(znp_pool_t *pool, znp_job_t *job);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "auth/sql.h"
 #include "auth/text.h"
 #include "config/config.h"
@@ -31,6 +32,9 @@ static const char SQL_UPDATE[] =
     " updated_at = CASE WHEN $1::boolean OR $3::boolean OR $5::boolean OR $7::boolean THEN now() ELSE updated_at END"
     " WHERE id = 1"
     " RETURNING " ZNP_SITE_COLUMNS;
+
+static const char SQL_LOCK_ROW[] =
+    "SELECT name, logo_url, service_domain, subscription_domain FROM site_settings WHERE id = 1 FOR UPDATE";
 
 /* one settable column of the PATCH body */
 typedef struct change {
@@ -60,6 +64,37 @@ static int prepare_change(znp_ctx_t *ctx, change_t *c)
     }
     c->value = znp_arena_strndup(ctx->arena, c->input + start, len);
     return c->value != NULL ? 0 : ZNP_E_INTERNAL;
+}
+
+/*
+ * Audit the update: {"field": {"from": old, "to": new}} for each field whose
+ * value changed. `before` holds the row as locked before the UPDATE, in the
+ * column order of SQL_LOCK_ROW and of `changes`.
+ */
+static int audit_update(znp_ctx_t *ctx, const PGresult *before, const znp_site_snapshot_t *after)
+{
+    const char *now[4] = {after->name, after->logo_url, after->service_domain, after->subscription_domain};
+    static const char *const fields[4] = {"name", "logo_url", "service_domain", "subscription_domain"};
+    json_t *diff = json_object();
+    int rc;
+
+    if (diff == NULL)
+        return ZNP_E_INTERNAL;
+    for (int i = 0; i < 4; i++) {
+        const char *old = PQgetvalue(before, 0, i);
+
+        if (strcmp(old, now[i]) != 0)
+            json_object_set_new(diff, fields[i], json_pack("{s:s, s:s}", "from", old, "to", now[i]));
+    }
+    znp_audit_entry_t entry = {
+        .action = "admin.site_settings.update",
+        .resource_type = "site_settings",
+        .resource_id = "1",
+        .diff = diff,
+    };
+    rc = znp_audit_record(ctx, ctx->db, &entry);
+    json_decref(diff);
+    return rc;
 }
 
 static int fill_response(znp_ctx_t *ctx, const znp_site_snapshot_t *site, znp_site_setting_response_t *resp)
@@ -105,7 +140,7 @@ int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_r
     char default_name[sizeof(((znp_site_snapshot_t *)0)->name)];
     const char *params[8];
     znp_site_snapshot_t site;
-    PGresult *res = NULL;
+    PGresult *res = NULL, *before = NULL;
     int rc = 0;
 
     /* check input */
@@ -123,6 +158,12 @@ int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_r
     rc = znp_site_settings_ensure(ctx->db, ctx->config, ctx->request_id);
     if (rc != 0)
         goto cleanup;
+    /* the row and its audit record change in one transaction */
+    rc = znp_sql_begin(ctx->db, ctx->request_id);
+    if (rc == 0)
+        rc = znp_sql_exec(&before, ctx->db, SQL_LOCK_ROW, 0, NULL, ctx->request_id);
+    if (rc != 0)
+        goto cleanup;
     for (size_t i = 0; i < 4; i++) {
         params[2 * i] = changes[i].named ? "true" : "false";
         params[2 * i + 1] = changes[i].value;
@@ -130,19 +171,27 @@ int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_r
     rc = znp_sql_exec(&res, ctx->db, SQL_UPDATE, 8, params, ctx->request_id);
     if (rc != 0)
         goto cleanup;
-    if (PQntuples(res) != 1) {
+    if (PQntuples(res) != 1 || PQntuples(before) != 1) {
         ZNP_ERROR(LOG_TAG, ctx->request_id, "site_settings row is missing");
         rc = ZNP_E_INTERNAL;
         goto cleanup;
     }
+    znp_site_settings_read(&site, res, 0);
+    rc = audit_update(ctx, before, &site);
+    if (rc == 0)
+        rc = znp_sql_commit(ctx->db, ctx->request_id);
+    if (rc != 0)
+        goto cleanup;
 
     /* refresh this instance's copy (others follow through NOTIFY) and build the response */
-    znp_site_settings_read(&site, res, 0);
     znp_site_cache_set(&site);
     ZNP_INFO(LOG_TAG, ctx->request_id, "site settings updated user=%lld", (long long)ctx->caller.user_id);
     rc = fill_response(ctx, &site, resp);
 
 cleanup:
+    if (rc != 0)
+        znp_sql_rollback(ctx->db, ctx->request_id);
+    PQclear(before);
     PQclear(res);
     return rc;
 }

@@ -318,7 +318,7 @@ static void config__example_file_loads_with_every_key(void **state)
     text = read_source_file("znp.example.yaml");
     assert_non_null(text);
     for (size_t i = 0; i < count; i++) {
-        const char *name = strchr(keys[i].path, '.') + 1;
+        const char *name = strrchr(keys[i].path, '.') + 1; /* nested keys show as their last component */
         char needle[CONFIG_PATH_MAX + 4];
 
         snprintf(needle, sizeof needle, " %s:", name);

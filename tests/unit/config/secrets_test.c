@@ -136,6 +136,51 @@ static void config__secrets_generated_once(void **state)
     test_remove_dir(dir);
 }
 
+/* a secrets file written before security.master_key existed gets one added, and keeps its JWT keys */
+static void config__secrets_master_key_added(void **state)
+{
+    char *dir = test_make_dir();
+    char *path = NULL, *text = NULL;
+    znp_config_t *first = NULL, *second = NULL;
+    znp_config_error_t err;
+    size_t size = 0;
+    FILE *file;
+
+    (void)state;
+    test_clear_env();
+    assert_non_null(dir);
+    path = test_write_file(dir, "secrets.yaml", "access_secret: \"" ACCESS "\"\nrefresh_secret: \"" REFRESH "\"\n");
+    assert_non_null(path);
+    assert_int_equal(chmod(path, 0600), 0);
+
+    first = config_with_data_dir(dir);
+    assert_int_equal(znp_config_ensure_secrets(first, &err), 0);
+    assert_string_equal(first->auth.access_secret, ACCESS);
+    assert_string_equal(first->auth.refresh_secret, REFRESH);
+    assert_non_null(first->security.master_key);
+    assert_int_equal(strlen(first->security.master_key), 44);
+    assert_int_equal(first->security.master_key[43], '=');
+
+    /* the key is in the file, so the next start reads the same one */
+    file = fopen(path, "r");
+    assert_non_null(file);
+    text = calloc(1, 4096);
+    size = fread(text, 1, 4095, file);
+    fclose(file);
+    assert_true(size > 0);
+    assert_non_null(strstr(text, first->security.master_key));
+    second = config_with_data_dir(dir);
+    assert_int_equal(znp_config_ensure_secrets(second, &err), 0);
+    assert_string_equal(second->security.master_key, first->security.master_key);
+    assert_string_equal(second->auth.access_secret, ACCESS);
+
+    znp_config_destroy(second);
+    znp_config_destroy(first);
+    free(text);
+    free(path);
+    test_remove_dir(dir);
+}
+
 static void config__secrets_file_damaged_rejected(void **state)
 {
     char *dir = test_make_dir();
@@ -161,6 +206,7 @@ static void config__secrets_kept_when_configured(void **state)
     test_clear_env();
     assert_int_equal(znp_config_override(c, "auth.access_secret", ACCESS, "test", &err), 0);
     assert_int_equal(znp_config_override(c, "auth.refresh_secret", REFRESH, "test", &err), 0);
+    assert_int_equal(znp_config_override(c, "security.master_key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "test", &err), 0);
     /* nothing to generate, so the data directory is not touched */
     assert_int_equal(znp_config_ensure_secrets(c, &err), 0);
     assert_string_equal(c->auth.access_secret, ACCESS);
@@ -173,6 +219,7 @@ int run_secrets_tests(void)
         cmocka_unit_test(config__summary_masks_secrets),        cmocka_unit_test(config__summary_masks_uri_password),
         cmocka_unit_test(config__secrets_generated_once),       cmocka_unit_test(config__secrets_file_damaged_rejected),
         cmocka_unit_test(config__secrets_kept_when_configured),
+        cmocka_unit_test(config__secrets_master_key_added),
     };
 
     return cmocka_run_group_tests_name("config_secrets", tests, NULL, NULL);

@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS audit_logs;
+DROP TRIGGER IF EXISTS jobs_queued ON jobs;
+DROP TABLE IF EXISTS jobs;
+DROP FUNCTION IF EXISTS jobs_notify();

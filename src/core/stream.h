@@ -1,0 +1,41 @@
+/*
+ * A response body that is not JSON, for operations marked x-znp-stream in
+ * the spec (ZNP_OP_STREAM). Over HTTP the transport puts a znp_stream_t in
+ * ctx->stream, and over gRPC ctx->stream is NULL. The operation either fills
+ * its typed JSON response as usual, or calls znp_stream_begin, then
+ * znp_stream_write any number of times, and returns 0. In that case the
+ * typed response is ignored. A write may block while the client is slow.
+ */
+#ifndef ZNP_CORE_STREAM_H
+#define ZNP_CORE_STREAM_H
+
+#include <stddef.h>
+
+typedef struct znp_stream znp_stream_t;
+
+struct znp_stream {
+    int (*begin)(znp_stream_t *stream, const char *content_type, const char *filename);
+    int (*write)(znp_stream_t *stream, const char *data, size_t len);
+    int started; /* set once begin succeeded */
+};
+
+/*
+ * Start a 200 response with `content_type` and, when `filename` is not NULL,
+ * Content-Disposition: attachment. Returns 0 or a negative znp_err.
+ */
+static inline int znp_stream_begin(znp_stream_t *stream, const char *content_type, const char *filename)
+{
+    int rc = stream->begin(stream, content_type, filename);
+
+    if (rc == 0)
+        stream->started = 1;
+    return rc;
+}
+
+/* Append `len` bytes to the body. Returns 0 or a negative znp_err (then stop writing). */
+static inline int znp_stream_write(znp_stream_t *stream, const char *data, size_t len)
+{
+    return stream->write(stream, data, len);
+}
+
+#endif
