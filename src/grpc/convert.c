@@ -345,7 +345,7 @@ static int parse_enum(int *out, const ProtobufCEnumDescriptor *descriptor, json_
  */
 static int parse_value(void *value, const ProtobufCFieldDescriptor *field, json_t *in, path_t *p, znp_error_t *err)
 {
-    int64_t integer;
+    int64_t integer = 0;
     char *copy;
     int rc = 0;
 

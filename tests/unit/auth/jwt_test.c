@@ -55,7 +55,10 @@ static void sign_segments(char *out, size_t out_size, const char *header_seg, co
     assert_non_null(
         HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)input, strlen(input), mac, &mac_len));
     b64url(signature, sizeof(signature), mac, mac_len);
-    snprintf(out, out_size, "%s.%s", input, signature);
+    assert_true(strlen(input) + 1 + strlen(signature) < out_size);
+    memcpy(out, input, strlen(input));
+    out[strlen(input)] = '.';
+    memcpy(out + strlen(input) + 1, signature, strlen(signature) + 1);
 }
 
 static void forge(char *out, size_t out_size, const char *header_json, const char *payload_json, const char *key)
