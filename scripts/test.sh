@@ -5,7 +5,7 @@
 # Usage: scripts/test.sh [STAGE ...] [--no-setup] [--jobs N] [-- MODULE ...]
 #
 # Stages (default: --release --unit --integration --sanitize):
-#   --release      Release build (-O3, as scripts/quickstart.sh builds), compile only
+#   --release      Release build without tests (-O3, as scripts/quickstart.sh builds)
 #   --unit         Debug build with -Werror, then the cmocka unit tests (ctest)
 #   --integration  the Python integration suite against the Debug binary
 #   --sanitize     ASan+UBSan build; unit tests and the integration suite on it
@@ -114,16 +114,17 @@ stage_banned_calls() {
     "$ROOT/scripts/check-banned-calls" --self-test && "$ROOT/scripts/check-banned-calls"
 }
 
-# build DIR SANITIZE(ON|OFF) [BUILD_TYPE]
+# build DIR SANITIZE(ON|OFF) [BUILD_TYPE [TESTS(ON|OFF)]]
 build() {
     mkdir -p "$1"
-    cmake -S "$ROOT" -B "$1" -DCMAKE_BUILD_TYPE="${3:-Debug}" -DZNP_SANITIZE="$2" -DZNP_BUILD_TESTS=ON \
+    cmake -S "$ROOT" -B "$1" -DCMAKE_BUILD_TYPE="${3:-Debug}" -DZNP_SANITIZE="$2" -DZNP_BUILD_TESTS="${4:-ON}" \
         -DPython3_EXECUTABLE="$PYTHON" >"$1/configure.log" 2>&1 ||
         { cat "$1/configure.log"; return 1; }
     cmake --build "$1" -j "$JOBS"
 }
 
-stage_build_release() { build "$RELEASE_DIR" OFF Release; }
+# The same configuration as scripts/quickstart.sh: Release, no unit tests.
+stage_build_release() { build "$RELEASE_DIR" OFF Release OFF; }
 stage_build_debug() { build "$DEBUG_DIR" OFF; }
 stage_build_asan() { build "$ASAN_DIR" ON; }
 

@@ -28,4 +28,12 @@ int znp_password_verify(const char *encoded, const char *password, size_t passwo
 int znp_auth_create_admin(PGconn *db, const znp_config_t *config, const char *email, const char *password,
                           int64_t *user_id_out, znp_error_t *err);
 
+/*
+ * Record the site setting require_admin_mfa from the site-settings cache
+ * (system/site.c), so authentication need not read the row per request.
+ * Admin routes need MFA when this or security.require_admin_mfa is set.
+ * Thread-safe.
+ */
+void znp_auth_set_site_require_admin_mfa(int required);
+
 #endif

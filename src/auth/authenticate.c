@@ -5,6 +5,7 @@
  */
 #include "core/dispatch.h"
 
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -15,6 +16,14 @@
 #include "mfa/mfa.h"
 
 #define LOG_TAG "auth"
+
+/* the site setting require_admin_mfa, mirrored from the site-settings cache */
+static atomic_int site_require_admin_mfa;
+
+void znp_auth_set_site_require_admin_mfa(int required)
+{
+    atomic_store(&site_require_admin_mfa, required != 0);
+}
 
 /* Find the token after a case-insensitive "Bearer" and at least one space. Returns NULL when malformed. */
 static const char *bearer_token(const char *authorization, size_t *len)
@@ -88,8 +97,9 @@ int znp_auth_authenticate(znp_ctx_t *ctx, znp_security_t security, const char *a
         return ZNP_E_FORBIDDEN;
     }
 
-    /* security.require_admin_mfa: admin routes wait until the admin enables MFA (user routes do not) */
-    if (security == ZNP_SEC_ADMIN && ctx->config->security.require_admin_mfa) {
+    /* admin routes wait until the admin enables MFA (user routes, enrolment included, do not) */
+    if (security == ZNP_SEC_ADMIN &&
+        (ctx->config->security.require_admin_mfa || atomic_load(&site_require_admin_mfa))) {
         int mfa_enabled = 0;
 
         rc = znp_mfa_enabled(ctx, user.id, &mfa_enabled);

@@ -33,6 +33,7 @@
 #include "runtime/metrics.h"
 #include "runtime/pool.h"
 #include "runtime/watcher.h"
+#include "security/security.h"
 #include "system/site.h"
 #include "znp_version.h"
 
@@ -165,9 +166,11 @@ invalid:
     return CLI_EXIT_CONFIG;
 }
 
+/* every notification on the channel reloads both settings caches; each is one small row */
 static void refresh_site(void *data, PGconn *db)
 {
     znp_site_cache_refresh(db, data);
+    znp_security_cache_refresh(db, data);
 }
 
 /* Database work before any thread: migrations, the demo seed and the first site-cache load. */
@@ -196,6 +199,11 @@ static int prepare_database(server_t *s)
             cli_error("could not load the site settings from the database");
             rc = CLI_EXIT_DATABASE;
         }
+    }
+    /* loaded before serving, so a signed route group is never open while the watcher connects */
+    if (rc == CLI_EXIT_OK && znp_security_cache_refresh(db, s->config) != 0) {
+        cli_error("could not load the security settings from the database");
+        rc = CLI_EXIT_DATABASE;
     }
     PQfinish(db);
     return rc;

@@ -15,6 +15,7 @@
 
 struct znp_config;
 struct znp_operation;
+struct znp_call;
 struct znp_stream;
 
 #define ZNP_REQUEST_ID_MAX 64
@@ -47,6 +48,15 @@ typedef struct znp_ctx {
      */
     int (*admit)(struct znp_ctx *ctx, const struct znp_operation *op);
     void *admit_data;                  /* for `admit` */
+    /*
+     * Called by znp_dispatch before authentication. HTTP checks the signed
+     * third-party API here, and gRPC rejects calls to signed route groups.
+     * It may replace call->body and call->body_len, for example with a
+     * decrypted body in ctx->arena. A negative znp_err_t ends the call with
+     * that error. NULL when nothing is to check.
+     */
+    int (*verify)(struct znp_ctx *ctx, const struct znp_operation *op, struct znp_call *call);
+    void *verify_data;                 /* for `verify` */
     struct znp_stream *stream;         /* non-JSON body writer for ZNP_OP_STREAM operations over HTTP, else NULL */
 } znp_ctx_t;
 

@@ -34,8 +34,10 @@ static int record(znp_error_t *err, int rc)
     return rc;
 }
 
-int znp_dispatch(znp_ctx_t *ctx, const znp_operation_t *op, const znp_call_t *call, json_t **out)
+int znp_dispatch(znp_ctx_t *ctx, const znp_operation_t *op, const znp_call_t *input, json_t **out)
 {
+    znp_call_t verified = *input;
+    const znp_call_t *call = &verified;
     znp_error_t local;
     znp_error_t *err = ctx->err != NULL ? ctx->err : &local;
     json_t *body = NULL;
@@ -46,6 +48,14 @@ int znp_dispatch(znp_ctx_t *ctx, const znp_operation_t *op, const znp_call_t *ca
 
     *out = NULL;
     znp_error_clear(err);
+
+    if (ctx->verify != NULL) {
+        rc = ctx->verify(ctx, op, &verified);
+        if (rc != 0) {
+            record(err, rc);
+            goto cleanup;
+        }
+    }
 
     /* authenticate */
     if (op->security != ZNP_SEC_PUBLIC) {

@@ -29,6 +29,7 @@
 #include "runtime/health.h"
 #include "runtime/metrics.h"
 #include "runtime/pool.h"
+#include "security/security.h"
 
 #define LOG_MODULE               "http"
 #define LOG_PATH_MAX             128 /* input bytes of a path written to the access log */
@@ -50,6 +51,12 @@ struct znp_http_request {
 };
 
 struct http_job;
+
+/* the request headers of the signed third-party API (security/security.h) */
+enum { SIGNED_HEADER_COUNT = 6 };
+static const char *const signed_header_names[SIGNED_HEADER_COUNT] = {
+    "x-znp-api-key", "x-znp-timestamp", "x-znp-nonce", "x-znp-signature", "x-znp-encrypted", "x-znp-iv",
+};
 
 /* lives in the request's pool and marks the job when its request ends */
 typedef struct job_guard {
@@ -83,6 +90,10 @@ typedef struct http_job {
     char request_id[ZNP_REQUEST_ID_MAX + 1];
     znp_protect_t *protect;  /* per-user rate limits after authentication */
     znp_route_group_t group;
+    const char *method;      /* for the signed third-party API check */
+    const char *path;
+    size_t path_len;
+    const char *signed_headers[SIGNED_HEADER_COUNT]; /* in the order of signed_header_names, NULL when absent */
 
     /* output, written by the worker */
     int status;
@@ -594,6 +605,30 @@ static int admit_user(znp_ctx_t *ctx, const znp_operation_t *op)
     return rc;
 }
 
+/* ctx->verify of worker jobs: the signed third-party API, before authentication (it records the nonce). */
+static int verify_signed(znp_ctx_t *ctx, const znp_operation_t *op, znp_call_t *call)
+{
+    http_job_t *job = ctx->verify_data;
+    znp_signed_request_t in = {
+        .method = job->method,
+        .path = job->path,
+        .path_len = job->path_len,
+        .query = job->query,
+        .query_len = job->query_len,
+        .api_key = job->signed_headers[0],
+        .timestamp = job->signed_headers[1],
+        .nonce = job->signed_headers[2],
+        .signature = job->signed_headers[3],
+        .encrypted = job->signed_headers[4],
+        .iv = job->signed_headers[5],
+        .body = call->body,
+        .body_len = call->body_len,
+    };
+
+    (void)op;
+    return znp_security_verify(ctx, (int)job->group, &in, &call->body, &call->body_len);
+}
+
 /* Runs on a worker thread. */
 static void run_job(znp_job_t *base, PGconn *db)
 {
@@ -627,6 +662,8 @@ static void run_job(znp_job_t *base, PGconn *db)
             .stream = (job->op->flags & ZNP_OP_STREAM) ? &writer.super : NULL,
             .admit = admit_user,
             .admit_data = job,
+            .verify = verify_signed,
+            .verify_data = job,
         };
         znp_call_t call = {
             .path_params = job->params,
@@ -705,9 +742,18 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     ssize_t agent_index = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
     h2o_iovec_t auth = auth_index != -1 ? req->headers.entries[auth_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t agent = agent_index != -1 ? req->headers.entries[agent_index].value : h2o_iovec_init(NULL, 0);
-    size_t size = query.len + 1 + body.len + 1 + auth.len + 1 + agent.len + 1;
+    h2o_iovec_t path = target_path(req);
+    h2o_iovec_t signed_values[SIGNED_HEADER_COUNT];
+    size_t size = query.len + 1 + body.len + 1 + auth.len + 1 + agent.len + 1 + req->method.len + 1 + path.len + 1;
     http_job_t *job;
     char *cursor;
+
+    for (size_t i = 0; i < SIGNED_HEADER_COUNT; i++) {
+        ssize_t index = h2o_find_header_by_str(&req->headers, signed_header_names[i], strlen(signed_header_names[i]), -1);
+
+        signed_values[i] = index != -1 ? req->headers.entries[index].value : h2o_iovec_init(NULL, 0);
+        size += signed_values[i].len + 1;
+    }
 
     for (size_t i = 0; i < match->param_count; i++)
         size += strlen(match->params[i].value) + 1;
@@ -737,6 +783,13 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     job->body_len = body.len;
     job->authorization = auth.base != NULL ? store(&cursor, auth.base, auth.len) : NULL;
     job->user_agent = agent.base != NULL ? store(&cursor, agent.base, agent.len) : NULL;
+    job->method = store(&cursor, req->method.base, req->method.len);
+    job->path = store(&cursor, path.base, path.len);
+    job->path_len = path.len;
+    for (size_t i = 0; i < SIGNED_HEADER_COUNT; i++)
+        job->signed_headers[i] = signed_values[i].base != NULL ? store(&cursor, signed_values[i].base,
+                                                                       signed_values[i].len)
+                                                               : NULL;
     return job;
 }
 
@@ -957,11 +1010,15 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
                                   (size_t)(match.route->operation - znp_operations), match.route->operation->rate_limit))
         return;
 
-    if (req->entity.base != NULL && req->entity.len > 0 && !is_json_content_type(req)) {
+    /* an encrypted body of the signed API is not JSON until the worker has opened it */
+    if (req->entity.base != NULL && req->entity.len > 0 && !is_json_content_type(req) &&
+        h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-znp-encrypted"), -1) == -1) {
         znp_http__send_error(req, state, ZNP_E_UNSUPPORTED_MEDIA_TYPE, NULL);
         return;
     }
-    if (match.route->operation->flags & ZNP_OP_INLINE)
+    /* the signature check needs the database (the nonce record), so a signed group runs even inline operations on a worker */
+    if ((match.route->operation->flags & ZNP_OP_INLINE) &&
+        !(state->loop->server->pool != NULL && znp_security_signing_required((int)state->guard.group)))
         run_inline(req, state, &match);
     else
         submit_job(req, state, &match);

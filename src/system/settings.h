@@ -16,7 +16,8 @@
 /* The columns every statement returns, in the order znp_site_settings_read expects. */
 #define ZNP_SITE_COLUMNS                                                                                               \
     "id, name, logo_url, service_domain, subscription_domain, "                                                        \
-    "floor(extract(epoch FROM created_at))::bigint, floor(extract(epoch FROM updated_at))::bigint"
+    "floor(extract(epoch FROM created_at))::bigint, floor(extract(epoch FROM updated_at))::bigint, "                   \
+    "require_admin_mfa"
 
 /* Write config site.name cut to ZNP_SITE_NAME_MAX code points into out. */
 void znp_site_settings_default_name(char *out, size_t out_size, const znp_config_t *config);

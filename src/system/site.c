@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "auth/sql.h"
 #include "auth/text.h"
 #include "core/error.h"
@@ -49,6 +50,7 @@ void znp_site_settings_read(znp_site_snapshot_t *out, const PGresult *res, int r
     snprintf(out->subscription_domain, sizeof(out->subscription_domain), "%s", PQgetvalue(res, row, 4));
     out->created_at = znp_sql_int64(res, row, 5);
     out->updated_at = znp_sql_int64(res, row, 6);
+    out->require_admin_mfa = strcmp(PQgetvalue(res, row, 7), "t") == 0;
 }
 
 int znp_site_settings_load(znp_site_snapshot_t *out, PGconn *db, const znp_config_t *config, const char *request_id)
@@ -77,6 +79,7 @@ void znp_site_cache_set(const znp_site_snapshot_t *snapshot)
     pthread_mutex_lock(&cache_lock);
     cache = *snapshot;
     pthread_mutex_unlock(&cache_lock);
+    znp_auth_set_site_require_admin_mfa(snapshot->require_admin_mfa);
 }
 
 void znp_site_cache_init(const znp_config_t *config)

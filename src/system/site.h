@@ -13,11 +13,12 @@
 #include "config/config.h"
 
 typedef struct znp_site_snapshot {
-    char name[129 * 4];        /* up to 128 code points of UTF-8 */
+    char name[129 * 4]; /* up to 128 code points of UTF-8 */
     char logo_url[513 * 4];
     char service_domain[513 * 4];
     char subscription_domain[513 * 4];
     int64_t created_at, updated_at;
+    int require_admin_mfa; /* admin routes need MFA (also forced on by security.require_admin_mfa) */
 } znp_site_snapshot_t;
 
 /* Set the fallback values (site.name, site.logo_url) used before the first load. */

@@ -19,9 +19,10 @@
 #define LOG_TAG "site"
 
 /*
- * One statement for any combination of fields: $1, $3, $5 and $7 are true
- * when name, logo_url, service_domain and subscription_domain change.
- * updated_at moves only when the request names a field.
+ * One statement for any combination of fields: $1, $3, $5, $7 and $9 are
+ * true when name, logo_url, service_domain, subscription_domain and
+ * require_admin_mfa change. updated_at moves only when the request names a
+ * field.
  */
 static const char SQL_UPDATE[] =
     "UPDATE site_settings SET"
@@ -29,12 +30,14 @@ static const char SQL_UPDATE[] =
     " logo_url = CASE WHEN $3::boolean THEN $4 ELSE logo_url END,"
     " service_domain = CASE WHEN $5::boolean THEN $6 ELSE service_domain END,"
     " subscription_domain = CASE WHEN $7::boolean THEN $8 ELSE subscription_domain END,"
-    " updated_at = CASE WHEN $1::boolean OR $3::boolean OR $5::boolean OR $7::boolean THEN now() ELSE updated_at END"
+    " require_admin_mfa = CASE WHEN $9::boolean THEN $10::boolean ELSE require_admin_mfa END,"
+    " updated_at = CASE WHEN $1::boolean OR $3::boolean OR $5::boolean OR $7::boolean OR $9::boolean"
+    "  THEN now() ELSE updated_at END"
     " WHERE id = 1"
     " RETURNING " ZNP_SITE_COLUMNS;
 
-static const char SQL_LOCK_ROW[] =
-    "SELECT name, logo_url, service_domain, subscription_domain FROM site_settings WHERE id = 1 FOR UPDATE";
+static const char SQL_LOCK_ROW[] = "SELECT name, logo_url, service_domain, subscription_domain, require_admin_mfa"
+                                   " FROM site_settings WHERE id = 1 FOR UPDATE";
 
 /* one settable column of the PATCH body */
 typedef struct change {
@@ -86,6 +89,9 @@ static int audit_update(znp_ctx_t *ctx, const PGresult *before, const znp_site_s
         if (strcmp(old, now[i]) != 0)
             json_object_set_new(diff, fields[i], json_pack("{s:s, s:s}", "from", old, "to", now[i]));
     }
+    if ((strcmp(PQgetvalue(before, 0, 4), "t") == 0) != (after->require_admin_mfa != 0))
+        json_object_set_new(diff, "require_admin_mfa",
+                            json_pack("{s:b, s:b}", "from", !after->require_admin_mfa, "to", after->require_admin_mfa));
     znp_audit_entry_t entry = {
         .action = "admin.site_settings.update",
         .resource_type = "site_settings",
@@ -108,6 +114,7 @@ static int fill_response(znp_ctx_t *ctx, const znp_site_snapshot_t *site, znp_si
     out->subscription_domain = znp_arena_strdup(ctx->arena, site->subscription_domain);
     out->created_at = site->created_at;
     out->updated_at = site->updated_at;
+    out->require_admin_mfa = site->require_admin_mfa != 0;
     if (out->name == NULL || out->logo_url == NULL || out->service_domain == NULL || out->subscription_domain == NULL)
         return ZNP_E_INTERNAL;
     return 0;
@@ -138,7 +145,7 @@ int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_r
         {"subscription_domain", body->has.subscription_domain, body->subscription_domain, ZNP_SITE_URL_MAX, false, ""},
     };
     char default_name[sizeof(((znp_site_snapshot_t *)0)->name)];
-    const char *params[8];
+    const char *params[10];
     znp_site_snapshot_t site;
     PGresult *res = NULL, *before = NULL;
     int rc = 0;
@@ -168,7 +175,9 @@ int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_r
         params[2 * i] = changes[i].named ? "true" : "false";
         params[2 * i + 1] = changes[i].value;
     }
-    rc = znp_sql_exec(&res, ctx->db, SQL_UPDATE, 8, params, ctx->request_id);
+    params[8] = body->has.require_admin_mfa == ZNP_SET ? "true" : "false";
+    params[9] = body->require_admin_mfa ? "true" : "false";
+    rc = znp_sql_exec(&res, ctx->db, SQL_UPDATE, 10, params, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     if (PQntuples(res) != 1 || PQntuples(before) != 1) {

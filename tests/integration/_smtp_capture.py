@@ -8,6 +8,7 @@ import email
 import email.policy
 import re
 import socket
+import ssl
 import threading
 import time
 
@@ -17,10 +18,11 @@ from tests.integration import harness
 
 
 class Message:
-    """One captured message: envelope recipients, decoded subject and text body."""
+    """One captured message: envelope recipients, decoded subject and text body, TLS or not."""
 
-    def __init__(self, rcpt_tos, raw):
+    def __init__(self, rcpt_tos, raw, tls=False):
         self.rcpt_tos = [r.lower() for r in rcpt_tos]
+        self.tls = tls  # True when the message came over a TLS connection
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         self.subject = str(parsed["subject"] or "")
         part = parsed.get_body(preferencelist=("plain",)) if parsed.is_multipart() else parsed
@@ -33,19 +35,32 @@ class Message:
         return match.group(1) if match else None
 
 
+def _implicit_tls(server):
+    """True when the connection was TLS from the start (aiosmtpd sets session.ssl only after STARTTLS)."""
+    transport = getattr(server, "transport", None)
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
 class _Handler:
     def __init__(self, capture):
         self.capture = capture
 
     async def handle_DATA(self, server, session, envelope):
-        self.capture._add(Message(envelope.rcpt_tos, envelope.original_content or envelope.content))
+        self.capture._add(Message(envelope.rcpt_tos, envelope.original_content or envelope.content,
+                                  tls=session.ssl is not None or _implicit_tls(server)))
         return "250 OK"
 
 
 class SmtpCapture:
-    """Start with start(), read with wait_for(), stop with stop()."""
+    """Start with start(), read with wait_for(), stop with stop().
 
-    def __init__(self):
+    With `cert` and `key` (PEM paths) it speaks implicit TLS from the first
+    byte, as an smtps:// server does, and url names smtps.
+    """
+
+    def __init__(self, cert=None, key=None):
+        self.cert = cert
+        self.key = key
         self.messages = []
         self.cond = threading.Condition()
         self.controller = None
@@ -55,7 +70,12 @@ class SmtpCapture:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        options = {}
+        if self.cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.cert, self.key)
+            options["ssl_context"] = context
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
         self.controller.start()
         return self
 
@@ -66,7 +86,7 @@ class SmtpCapture:
 
     @property
     def url(self):
-        return "smtp://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("smtps" if self.cert else "smtp", self.port)
 
     def _add(self, message):
         with self.cond:

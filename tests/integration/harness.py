@@ -9,6 +9,7 @@ Environment:
   ZNP_TEST_VALGRIND=1     run every server under valgrind memcheck
   ZNP_TEST_TIMEOUT_SCALE  multiply every timeout (default 1, or 8 under valgrind)
   ZNP_TEST_KEEP=1         keep the temporary directories (their paths are printed)
+  ZNP_TEST_RECORD=0       do not record the traffic for the secret sweep (see TRAFFIC)
 """
 
 import http.client
@@ -38,6 +39,8 @@ PG_BIN_ROOT = "/usr/lib/postgresql"
 # Small argon2id costs keep logins fast (and bearable under valgrind); the
 # drain test raises them on purpose.
 FAST_ARGON2 = {"argon2_t_cost": 1, "argon2_m_cost_kib": 256, "argon2_parallelism": 1}
+
+RECORD = os.environ.get("ZNP_TEST_RECORD", "1") != "0"
 
 LISTENING_LINE = re.compile(r"znp: listening http=(?P<http>\S+) grpc=(?P<grpc>\S+)")
 
@@ -209,6 +212,12 @@ def curl(url, mode, method="GET", body_file=None, headers=None, cacert=None, tim
             _, _, parsed_headers = parse_header_block(f.read())
         with open(body_out, "rb") as f:
             data = f.read()
+        if RECORD:
+            sent = None
+            if body_file is not None:
+                with open(body_file, "rb") as f:
+                    sent = f.read()
+            TRAFFIC.add_exchange(method, url, sent, int(code), json.dumps(parsed_headers), data)
         return Response(int(code), parsed_headers, data, version)
 
 
@@ -448,6 +457,36 @@ class Server:
     def database_name(self):
         return "znp"
 
+    def shared_dsn(self):
+        """A DSN another znp process can use to share this server's embedded cluster.
+
+        Unlike dsn() it names the cluster owner as the role, as znp itself
+        does (the embedded cluster trusts local connections).
+        """
+        import pwd
+        info = EmbeddedCluster(self.data_dir).info()
+        owner = pwd.getpwuid(os.stat(EmbeddedCluster(self.data_dir).data_dir).st_uid).pw_name
+        return "host=%s port=%d dbname=%s user=%s" % (info.socket_dir, info.port, self.database_name(), owner)
+
+    def record_stored_secrets(self):
+        """Read the secrets at rest (refresh-token row ids, password hashes) into TRAFFIC.
+
+        Token family ids are left out: the audit log names a revoked family on
+        purpose, and the id alone opens nothing.
+
+        Best effort: a server on an external DSN or with its cluster down adds nothing.
+        """
+        cluster = EmbeddedCluster(self.data_dir)
+        if not RECORD or not os.path.isdir(cluster.data_dir) or not cluster.is_running():
+            return
+        try:
+            out = cluster.psql("SELECT jti::text FROM refresh_tokens"
+                               " UNION ALL SELECT password_hash FROM users WHERE password_hash IS NOT NULL",
+                               database=self.database_name())
+        except (AssertionError, OSError, subprocess.SubprocessError):
+            return
+        TRAFFIC.add_stored(line.strip() for line in out.splitlines())
+
     # -- process control ----------------------------------------------------
 
     def pick_ports(self):
@@ -552,6 +591,8 @@ class Server:
         """Send SIGTERM, wait for the exit and return the exit status."""
         if self.proc is None:
             return None
+        if self.proc.poll() is None:
+            self.record_stored_secrets()
         self.proc.send_signal(signum)
         try:
             code = self.proc.wait(timeout=scaled(timeout))
@@ -741,3 +782,128 @@ def wait_until(predicate, timeout=20, interval=0.1):
             return None
         time.sleep(interval)
 
+
+
+# --------------------------------------------------------------------------
+# Traffic record for the secret sweep (tests/integration/test_zz_secret_sweep.py)
+# --------------------------------------------------------------------------
+
+class Traffic:
+    """Every HTTP exchange, mail and server-side secret the suite records in this process.
+
+    Filled without the test modules' help: http.client connections to
+    127.0.0.1 (which http_request and the modules' own helpers use), curl(),
+    aiosmtpd Controllers started in this process, and Server.stop(), which
+    reads the secrets at rest (refresh-token ids, password hashes) from the
+    database before the server goes down. Recording is on unless
+    ZNP_TEST_RECORD=0.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.exchanges = []   # dicts: module, method, path, request (bytes), status, headers (str), body (bytes)
+        self.mails = []       # raw messages (bytes)
+        self.stored = set()   # strings read from the databases that no response may contain
+
+    def add_exchange(self, method, path, request, status, headers, body):
+        module = current_test_module()
+        if isinstance(request, str):
+            request = request.encode("utf-8")
+        with self.lock:
+            self.exchanges.append({"module": module, "method": method, "path": path, "request": request or b"",
+                                   "status": status, "headers": headers, "body": body})
+
+    def add_mail(self, raw):
+        with self.lock:
+            self.mails.append(bytes(raw))
+
+    def add_stored(self, values):
+        with self.lock:
+            self.stored.update(v for v in values if v)
+
+
+TRAFFIC = Traffic()
+
+
+def current_test_module():
+    """The tests.integration.test_* module on the call stack, or "?"."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith("tests.integration.test_") or name.startswith("test_"):
+            return name.rsplit(".", 1)[-1]
+        frame = frame.f_back
+    return "?"
+
+
+class _RecordingResponse(http.client.HTTPResponse):
+    """An HTTPResponse that keeps what its reader read and records it once the body ends."""
+
+    def begin(self):
+        super().begin()
+        self._znp_parts = []
+        self._znp_done = False
+
+    def read(self, amt=None):
+        data = super().read(amt)
+        parts = getattr(self, "_znp_parts", None)
+        if parts is not None:
+            parts.append(data)
+            if amt is None or not data or self.isclosed():
+                self._znp_finish()
+        return data
+
+    def close(self):
+        super().close()
+        self._znp_finish()
+
+    def _znp_finish(self):
+        if getattr(self, "_znp_done", True) or getattr(self, "_znp_request", None) is None:
+            return
+        self._znp_done = True
+        method, path, body = self._znp_request
+        headers = json.dumps(self.getheaders())
+        TRAFFIC.add_exchange(method, path, body, self.status, headers, b"".join(self._znp_parts))
+
+
+class _RecordingConnection(http.client.HTTPConnection):
+    response_class = _RecordingResponse
+
+    def request(self, method, url, body=None, headers={}, **kwargs):
+        self._znp_request = (method, url, body if isinstance(body, (bytes, str)) else None)
+        return super().request(method, url, body=body, headers=headers, **kwargs)
+
+    def getresponse(self):
+        res = super().getresponse()
+        if self.host in ("127.0.0.1", "localhost"):
+            res._znp_request = getattr(self, "_znp_request", None)
+        return res
+
+
+def _record_smtp_handlers():
+    """Wrap handle_DATA of every aiosmtpd Controller's handler so the mails land in TRAFFIC too."""
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:
+        return
+    original = Controller.__init__
+
+    def init(self, handler, *args, **kwargs):
+        inner = getattr(handler, "handle_DATA", None)
+        if inner is not None and not getattr(inner, "_znp_recording", False):
+            async def handle_data(server, session, envelope):
+                TRAFFIC.add_mail(envelope.original_content or envelope.content or b"")
+                return await inner(server, session, envelope)
+            handle_data._znp_recording = True
+            try:
+                handler.handle_DATA = handle_data
+            except AttributeError:
+                pass
+        original(self, handler, *args, **kwargs)
+
+    Controller.__init__ = init
+
+
+if RECORD:
+    http.client.HTTPConnection = _RecordingConnection
+    _record_smtp_handlers()

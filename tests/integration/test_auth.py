@@ -7,6 +7,7 @@ Run alone: /usr/bin/python3 -m unittest tests.integration.test_auth -v
 """
 
 import threading
+import time
 import unittest
 
 from tests.integration import harness
@@ -264,6 +265,39 @@ class SiteSettings(unittest.TestCase):
                               database=server.database_name()).strip()
         self.assertEqual(stored, "https://sub.example.com")
         self.assertEqual(self.get()["subscription_domain"], "https://sub.example.com")
+
+
+class AdminMfaSetting(unittest.TestCase):
+    PATH = "/api/v1/admin/site-settings"
+
+    def psql(self, sql):
+        return harness.EmbeddedCluster(server.data_dir).psql(sql, database=server.database_name()).strip()
+
+    def test_site_setting_requires_admin_mfa(self):
+        token = server.access_token(*ADMIN)
+        res = server.request("PATCH", self.PATH, {"require_admin_mfa": True}, headers=bearer(token))
+        self.assertEqual(res.status, 200, res)
+        self.assertIs(res.json()["setting"]["require_admin_mfa"], True)
+        try:
+            # the admin has no MFA, so admin routes now wait for enrolment; user routes do not
+            res = server.request("GET", self.PATH, headers=bearer(token))
+            self.assertEqual(res.status, 403, res)
+            self.assertEqual(res.json()["error"], "mfa_required")
+            res = server.request("GET", "/api/v1/user/mfa", headers=bearer(token))
+            self.assertEqual(res.status, 200, res)
+            audit = self.psql("SELECT diff::text FROM audit_logs WHERE action = 'admin.site_settings.update'"
+                              " AND diff ? 'require_admin_mfa' ORDER BY id DESC LIMIT 1")
+            self.assertIn('"to": true', audit)
+        finally:
+            # switched back in the database: NOTIFY reaches the in-process copy within the watcher interval
+            self.psql("UPDATE site_settings SET require_admin_mfa = false WHERE id = 1")
+        for _ in range(int(harness.scaled(50))):
+            res = server.request("GET", self.PATH, headers=bearer(token))
+            if res.status == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(res.status, 200, res)
+        self.assertIs(res.json()["setting"]["require_admin_mfa"], False)
 
 
 if __name__ == "__main__":
