@@ -18,7 +18,7 @@ ROLES = {"admin": "ZNP_SEC_ADMIN", "user": "ZNP_SEC_USER"}
 OPERATION_KEYS = {
     "operationId", "summary", "description", "tags", "security", "parameters", "requestBody", "responses",
     "deprecated", "externalDocs", "x-znp-role", "x-znp-inline", "x-znp-errors", "x-znp-zh",
-    "x-znp-stream", "x-rate-limit",
+    "x-znp-stream", "x-rate-limit", "x-znp-cache-seconds",
 }
 RATE_LIMIT_KINDS = ("ip", "user", "global")
 RATE_LIMIT_MAX = 1000000
@@ -48,6 +48,7 @@ class Operation:
         self.inline = False
         self.stream = None         # media type from x-znp-stream, e.g. "text/csv"
         self.rate_limit = None     # {"ip": (per_minute, burst), ...} from x-rate-limit, or None
+        self.cache_seconds = 0     # x-znp-cache-seconds: reuse the encoded answer within one N-second window
         self.errors = []           # ErrorDef list from x-znp-errors
         self.success_status = None
         self.success_description = ""
@@ -517,6 +518,17 @@ def load_operation(spec, path, method, node, rel, pointer, item_params, ctx):
         load_request_body(spec, op, node["requestBody"], rel, join(pointer, "requestBody"), conv)
 
     load_responses(spec, op, node.get("responses"), rel, join(pointer, "responses"), conv)
+
+    if "x-znp-cache-seconds" in node:
+        cache = node["x-znp-cache-seconds"]
+        cptr = join(pointer, "x-znp-cache-seconds")
+        if isinstance(cache, bool) or not isinstance(cache, int) or not 1 <= cache <= 3600:
+            spec.problem(rel, cptr, "x-znp-cache-seconds must be an integer from 1 to 3600, got %r" % (cache,))
+        elif not op.inline or op.method != "GET" or op.security != "ZNP_SEC_PUBLIC" or op.params or op.body:
+            # the cached bytes are shared by every caller, so the answer may depend on nothing they send
+            spec.problem(rel, cptr, "x-znp-cache-seconds needs a public x-znp-inline GET without parameters or body")
+        else:
+            op.cache_seconds = cache
     return op
 
 

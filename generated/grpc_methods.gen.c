@@ -8,7 +8,7 @@
  * spec/schemas/audit.yaml, spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/plans.yaml, spec/schemas/register.yaml, spec/schemas/security.yaml,
  * spec/schemas/site.yaml, spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash
- * d930fe01e381); template grpc_methods.gen.c.j2. Do not edit.
+ * ba7b7c383d57); template grpc_methods.gen.c.j2. Do not edit.
  */
 #include "grpc_methods.gen.h"
 

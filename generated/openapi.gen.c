@@ -7,7 +7,7 @@
  * spec/schemas/account.yaml, spec/schemas/audit.yaml, spec/schemas/auth.yaml,
  * spec/schemas/common.yaml, spec/schemas/mfa.yaml, spec/schemas/plans.yaml,
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
- * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash e0e7dc0b7e03); template
+ * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash de55f0566676); template
  * openapi.gen.c.j2. Do not edit.
  */
 #include "openapi.gen.h"
@@ -3739,6 +3739,7 @@ const char znp_openapi_json[] =
     "        \"tags\": [\n"
     "          \"system\"\n"
     "        ],\n"
+    "        \"x-znp-cache-seconds\": 1,\n"
     "        \"x-znp-errors\": [],\n"
     "        \"x-znp-inline\": true,\n"
     "        \"x-znp-zh\": {\n"

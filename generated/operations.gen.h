@@ -8,7 +8,7 @@
  * spec/schemas/audit.yaml, spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/plans.yaml, spec/schemas/register.yaml, spec/schemas/security.yaml,
  * spec/schemas/site.yaml, spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash
- * ef5afece05cc); template operations.gen.h.j2. Do not edit.
+ * 677d9a6ba948); template operations.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_OPERATIONS_H
 #define ZNP_GENERATED_OPERATIONS_H

@@ -7,7 +7,7 @@
  * spec/schemas/account.yaml, spec/schemas/audit.yaml, spec/schemas/auth.yaml,
  * spec/schemas/common.yaml, spec/schemas/mfa.yaml, spec/schemas/plans.yaml,
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
- * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash e0e7dc0b7e03); template
+ * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash de55f0566676); template
  * routes.gen.c.j2. Do not edit.
  */
 #include <stddef.h>
@@ -826,6 +826,7 @@ const znp_operation_t znp_operations[] = {
         .security = ZNP_SEC_PUBLIC,
         .flags = ZNP_OP_INLINE,
         .success_status = 200,
+        .cache_seconds = 1,
         .request = &znp_ping_request_schema,
         .response = &znp_ping_response_schema,
         .invoke = invoke_ping,

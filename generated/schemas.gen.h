@@ -7,7 +7,7 @@
  * spec/schemas/account.yaml, spec/schemas/audit.yaml, spec/schemas/auth.yaml,
  * spec/schemas/common.yaml, spec/schemas/mfa.yaml, spec/schemas/plans.yaml,
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
- * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash e0e7dc0b7e03); template
+ * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml (spec hash de55f0566676); template
  * schemas.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_SCHEMAS_H

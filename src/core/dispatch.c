@@ -1,5 +1,6 @@
 #include "dispatch.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "stream.h"
@@ -144,4 +145,16 @@ json_t *znp_dispatch_error_body(int err, const znp_error_t *detail, znp_locale_t
 cleanup:
     json_decref(details);
     return envelope;
+}
+
+static atomic_ulong cache_epoch;
+
+void znp_dispatch_cache_invalidate(void)
+{
+    atomic_fetch_add(&cache_epoch, 1);
+}
+
+unsigned long znp_dispatch_cache_epoch(void)
+{
+    return atomic_load(&cache_epoch);
 }

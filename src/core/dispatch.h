@@ -27,13 +27,19 @@ enum {
 };
 
 typedef struct znp_operation {
-    const char *id;                 /* operationId, e.g. "get_site_settings" */
-    const char *tag;                /* module */
+    const char *id;  /* operationId, e.g. "get_site_settings" */
+    const char *tag; /* module */
     znp_security_t security;
     unsigned flags;
-    int success_status;             /* 200, 201 or 204 */
-    const znp_schema_t *request;    /* request struct: path, query and body fields */
-    const znp_schema_t *response;   /* NULL for 204 */
+    int success_status; /* 200, 201 or 204 */
+    /*
+     * x-znp-cache-seconds: a public inline GET whose encoded answer may be
+     * reused while the wall-clock window of this many seconds and
+     * znp_dispatch_cache_epoch() stay the same; 0 = never cached.
+     */
+    unsigned cache_seconds;
+    const znp_schema_t *request;  /* request struct: path, query and body fields */
+    const znp_schema_t *response; /* NULL for 204 */
     /* generated thunk: casts and calls znp_op_<id>(ctx, req, resp) */
     int (*invoke)(znp_ctx_t *ctx, const void *request, void *response);
     const znp_rate_limit_t *rate_limit; /* x-rate-limit of the spec, NULL when it has none */
@@ -49,11 +55,11 @@ const znp_operation_t *znp_operation_find(const char *id);
 typedef struct znp_call {
     const znp_param_t *path_params;
     size_t path_param_count;
-    const char *query;              /* raw query string without '?', may be NULL */
+    const char *query; /* raw query string without '?', may be NULL */
     size_t query_len;
-    const char *body;               /* raw body bytes, may be NULL */
+    const char *body; /* raw body bytes, may be NULL */
     size_t body_len;
-    const char *authorization;      /* Authorization header value (NUL-terminated) or NULL */
+    const char *authorization; /* Authorization header value (NUL-terminated) or NULL */
 } znp_call_t;
 
 /*
@@ -61,6 +67,15 @@ typedef struct znp_call {
  * by the auth module; it may read the users table through ctx->db.
  */
 int znp_auth_authenticate(znp_ctx_t *ctx, znp_security_t security, const char *authorization);
+
+/*
+ * Make every cached inline answer stale. Called by each write that changes
+ * what such an answer contains (e.g. the site-settings copy ping reads).
+ * Thread-safe.
+ */
+void znp_dispatch_cache_invalidate(void);
+/* The current cache generation; a cached answer from another one is stale. Thread-safe. */
+unsigned long znp_dispatch_cache_epoch(void);
 
 /*
  * Run `op` for `call`. On success *out is the encoded response (new

@@ -63,6 +63,14 @@ typedef struct znp_http_writer {
     struct znp_http_stream *stream;
 } znp_http_writer_t;
 
+/* an encoded inline answer this loop may send again (x-znp-cache-seconds) */
+typedef struct znp_http_cached_answer {
+    char *body; /* malloc'd, NULL when empty */
+    size_t len;
+    int64_t window;      /* wall-clock seconds / cache_seconds when it was encoded */
+    unsigned long epoch; /* znp_dispatch_cache_epoch() when it was encoded */
+} znp_http_cached_answer_t;
+
 typedef struct znp_http_loop {
     znp_http_server_t *server;
     size_t index;
@@ -79,7 +87,8 @@ typedef struct znp_http_loop {
     h2o_multithread_receiver_t replies; /* finished jobs from workers */
     znp_http_mailbox_t *mailbox;
 
-    h2o_linklist_t jobs; /* jobs submitted from this loop whose response is not sent yet */
+    h2o_linklist_t jobs;               /* jobs submitted from this loop whose response is not sent yet */
+    znp_http_cached_answer_t *answers; /* one per entry of znp_operations, for x-znp-cache-seconds */
     int listening;
     int draining;
     int exit_requested;
@@ -101,7 +110,7 @@ struct znp_http_server {
     h2o_globalconf_t globalconf;
     int globalconf_ready;
     SSL_CTX *ssl_ctx;
-    int docs_available; /* server.docs_dir contains swagger-ui-dist */
+    int docs_available;     /* server.docs_dir contains swagger-ui-dist */
     znp_protect_t *protect; /* client IP, CORS, rate limits, admin allow-list */
 
     znp_http_listener_t listeners[ZNP_HTTP_MAX_LISTENERS];
@@ -162,13 +171,13 @@ void znp_http__send_body(h2o_req_t *req, int status, const char *content_type, h
 
 /* guard.c: the protection state of one request, kept in znp_http_request_t */
 typedef struct znp_http_guard {
-    znp_ip_t client;                 /* after trusted proxies */
+    znp_ip_t client; /* after trusted proxies */
     char client_text[ZNP_IP_TEXT_MAX];
     znp_route_group_t group;
-    const znp_cors_policy_t *cors;   /* the group's policy when CORS is on for it, else NULL */
-    h2o_iovec_t allow_origin;        /* Access-Control-Allow-Origin value, base NULL when not allowed */
-    int docs;                        /* a /docs path: the Swagger UI Content-Security-Policy */
-    znp_rate_verdict_t rate;         /* tightest bucket taken from, for the RateLimit-* headers */
+    const znp_cors_policy_t *cors; /* the group's policy when CORS is on for it, else NULL */
+    h2o_iovec_t allow_origin;      /* Access-Control-Allow-Origin value, base NULL when not allowed */
+    int docs;                      /* a /docs path: the Swagger UI Content-Security-Policy */
+    znp_rate_verdict_t rate;       /* tightest bucket taken from, for the RateLimit-* headers */
 } znp_http_guard_t;
 
 /* Resolve the client IP, the route group of `path` and the request's CORS origin. */

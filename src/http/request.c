@@ -66,7 +66,7 @@ typedef struct job_guard {
 /* A request handed to the pool: a copy of everything the operation needs, so the request may end meanwhile. */
 typedef struct http_job {
     znp_job_t super;
-    znp_http_reply_t message; /* kind ZNP_HTTP_REPLY_JOB */
+    znp_http_reply_t message;    /* kind ZNP_HTTP_REPLY_JOB */
     znp_http_mailbox_t *mailbox; /* one reference, dropped by the worker */
     const znp_config_t *config;
 
@@ -88,9 +88,9 @@ typedef struct http_job {
     const char *user_agent;
     char client_ip[INET6_ADDRSTRLEN];
     char request_id[ZNP_REQUEST_ID_MAX + 1];
-    znp_protect_t *protect;  /* per-user rate limits after authentication */
+    znp_protect_t *protect; /* per-user rate limits after authentication */
     znp_route_group_t group;
-    const char *method;      /* for the signed third-party API check */
+    const char *method; /* for the signed third-party API check */
     const char *path;
     size_t path_len;
     const char *signed_headers[SIGNED_HEADER_COUNT]; /* in the order of signed_header_names, NULL when absent */
@@ -99,7 +99,7 @@ typedef struct http_job {
     int status;
     int retry_after;
     znp_rate_verdict_t rate; /* per-user bucket taken from, for the RateLimit-* headers */
-    char *response; /* malloc'd; NULL for 204 */
+    char *response;          /* malloc'd; NULL for 204 */
     size_t response_len;
     char *content_type; /* malloc'd; NULL = JSON */
     char *filename;     /* malloc'd attachment name, or NULL */
@@ -512,6 +512,46 @@ static h2o_iovec_t query_of(h2o_req_t *req)
     return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
 }
 
+/* The cache slot of `op` on this loop when its answer may be reused, else NULL. */
+static znp_http_cached_answer_t *cached_answer_slot(znp_http_loop_t *loop, const znp_operation_t *op)
+{
+    if (op->cache_seconds == 0 || loop->answers == NULL)
+        return NULL;
+    return &loop->answers[op - znp_operations];
+}
+
+/* Send the cached answer of `slot` if it belongs to the current window and epoch; 1 when sent. */
+static int send_cached_answer(h2o_req_t *req, const znp_operation_t *op, znp_http_cached_answer_t *slot)
+{
+    int64_t window = clock_seconds() / (int64_t)op->cache_seconds;
+    char *copy;
+
+    if (slot->body == NULL || slot->window != window || slot->epoch != znp_dispatch_cache_epoch())
+        return 0;
+    /* a copy, because h2o may still be writing this response when the slot is replaced */
+    copy = h2o_mem_alloc_pool(&req->pool, slot->len);
+    memcpy(copy, slot->body, slot->len);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    znp_http__send_body(req, op->success_status, json_content_type, h2o_iovec_init(copy, slot->len));
+    return 1;
+}
+
+/* Keep a successful answer for later requests in the same window. */
+static void store_cached_answer(znp_http_cached_answer_t *slot, unsigned long epoch, int64_t window,
+                                const outcome_t *outcome)
+{
+    char *body = malloc(outcome->len);
+
+    if (body == NULL)
+        return;
+    memcpy(body, outcome->body, outcome->len);
+    free(slot->body);
+    slot->body = body;
+    slot->len = outcome->len;
+    slot->window = window;
+    slot->epoch = epoch;
+}
+
 /* Run an operation marked x-znp-inline on this loop thread, without a database connection. */
 static void run_inline(h2o_req_t *req, znp_http_request_t *state, const znp_route_match_t *match)
 {
@@ -522,8 +562,14 @@ static void run_inline(h2o_req_t *req, znp_http_request_t *state, const znp_rout
     znp_error_t err;
     json_t *response = NULL;
     outcome_t outcome;
+    znp_http_cached_answer_t *slot = cached_answer_slot(state->loop, op);
+    /* read before running, so an invalidation during the run makes the stored answer stale */
+    unsigned long epoch = znp_dispatch_cache_epoch();
+    int64_t window = op->cache_seconds != 0 ? clock_seconds() / (int64_t)op->cache_seconds : 0;
     int rc;
 
+    if (slot != NULL && send_cached_answer(req, op, slot))
+        return;
     memset(&err, 0, sizeof(err));
     znp_arena_init(&arena, arena_limit(server));
 
@@ -551,6 +597,8 @@ static void run_inline(h2o_req_t *req, znp_http_request_t *state, const znp_rout
     render_outcome(&outcome, rc, response, op->success_status, &err, state->locale, state->request_id);
     json_decref(response);
     znp_arena_dispose(&arena);
+    if (slot != NULL && rc == 0 && outcome.body != NULL)
+        store_cached_answer(slot, epoch, window, &outcome);
     send_outcome(req, &outcome, NULL);
 }
 
@@ -749,7 +797,8 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     char *cursor;
 
     for (size_t i = 0; i < SIGNED_HEADER_COUNT; i++) {
-        ssize_t index = h2o_find_header_by_str(&req->headers, signed_header_names[i], strlen(signed_header_names[i]), -1);
+        ssize_t index =
+            h2o_find_header_by_str(&req->headers, signed_header_names[i], strlen(signed_header_names[i]), -1);
 
         signed_values[i] = index != -1 ? req->headers.entries[index].value : h2o_iovec_init(NULL, 0);
         size += signed_values[i].len + 1;
@@ -787,9 +836,8 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     job->path = store(&cursor, path.base, path.len);
     job->path_len = path.len;
     for (size_t i = 0; i < SIGNED_HEADER_COUNT; i++)
-        job->signed_headers[i] = signed_values[i].base != NULL ? store(&cursor, signed_values[i].base,
-                                                                       signed_values[i].len)
-                                                               : NULL;
+        job->signed_headers[i] =
+            signed_values[i].base != NULL ? store(&cursor, signed_values[i].base, signed_values[i].len) : NULL;
     return job;
 }
 
@@ -992,8 +1040,8 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
         char allow[sizeof(match.allow) + 16];
 
         snprintf(allow, sizeof(allow), "%s, OPTIONS", match.allow);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, SIZE_MAX).base,
-                       strlen(allow));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                       h2o_strdup(&req->pool, allow, SIZE_MAX).base, strlen(allow));
         znp_http__send_body(req, 204, "", h2o_iovec_init(NULL, 0));
         return;
     }
@@ -1007,7 +1055,8 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
     }
     state->route = match.route->path;
     if (znp_http__guard_operation(req, state, &state->guard, match.route->path,
-                                  (size_t)(match.route->operation - znp_operations), match.route->operation->rate_limit))
+                                  (size_t)(match.route->operation - znp_operations),
+                                  match.route->operation->rate_limit))
         return;
 
     /* an encrypted body of the signed API is not JSON until the worker has opened it */

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dispatch.h"
 #include "core/log.h"
 
 #define LOG_MODULE             "http"
@@ -555,6 +556,10 @@ static int shut_down_loop(znp_http_loop_t *loop)
     h2o_context_dispose(&loop->ctx);
     h2o_evloop_destroy(loop->evloop);
     loop->evloop = NULL;
+    for (size_t i = 0; loop->answers != NULL && i < znp_operation_count; i++)
+        free(loop->answers[i].body);
+    free(loop->answers);
+    loop->answers = NULL;
     return 0;
 }
 
@@ -573,6 +578,8 @@ static void *loop_main(void *arg)
     h2o_multithread_register_receiver(loop->ctx.queue, &loop->control, on_control);
     h2o_multithread_register_receiver(loop->ctx.queue, &loop->replies, znp_http__on_replies);
     h2o_linklist_init_anchor(&loop->jobs);
+    /* NULL when out of memory: inline answers are then encoded every time */
+    loop->answers = calloc(znp_operation_count, sizeof(*loop->answers));
     loop->mailbox->receiver = &loop->replies;
     loop->mailbox->open = 1;
 

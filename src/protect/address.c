@@ -61,13 +61,32 @@ void znp_ip_from_sockaddr(znp_ip_t *out, const struct sockaddr *addr)
     }
 }
 
+/* Dotted-quad text of 4 bytes. Every request formats its peer, and glibc's inet_ntop goes through printf. */
+static void format_ipv4(char *text, const uint8_t *bytes)
+{
+    char *p = text;
+
+    for (int i = 0; i < 4; i++) {
+        unsigned v = bytes[i];
+
+        if (i > 0)
+            *p++ = '.';
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+    }
+    *p = '\0';
+}
+
 void znp_ip_format(char *out, size_t out_size, const znp_ip_t *ip)
 {
     char text[ZNP_IP_TEXT_MAX];
 
     text[0] = '\0';
     if (ip->family == 4)
-        inet_ntop(AF_INET, ip->bytes, text, sizeof(text));
+        format_ipv4(text, ip->bytes);
     else if (ip->family == 6)
         inet_ntop(AF_INET6, ip->bytes, text, sizeof(text));
     if (out_size > 0) {
@@ -135,7 +154,7 @@ int znp_cidr_parse(znp_cidr_t *out, const char *text, size_t len)
 
         memcpy(masked, out->base.bytes, sizeof(masked));
         for (unsigned bit = bits; bit < max_bits; bit++)
-            masked[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+            masked[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
         if (memcmp(masked, out->base.bytes, sizeof(masked)) != 0)
             goto invalid;
     }

@@ -6,6 +6,7 @@
 
 #include "auth/auth.h"
 #include "auth/sql.h"
+#include "core/dispatch.h"
 #include "auth/text.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -80,6 +81,7 @@ void znp_site_cache_set(const znp_site_snapshot_t *snapshot)
     cache = *snapshot;
     pthread_mutex_unlock(&cache_lock);
     znp_auth_set_site_require_admin_mfa(snapshot->require_admin_mfa);
+    znp_dispatch_cache_invalidate(); /* ping's cached answer shows the site name */
 }
 
 void znp_site_cache_init(const znp_config_t *config)

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from tests.integration import harness
@@ -81,6 +82,22 @@ class PingProtocols(unittest.TestCase):
     def test_ping_tls_h2(self):
         res = harness.curl(server.url("/api/v1/ping", "https"), "h2", cacert=server.cert)
         self.check_ping(res, "2")
+
+    def test_cached_ping_keeps_the_current_second(self):
+        # ping's encoded answer is reused within one wall-clock second (x-znp-cache-seconds: 1)
+        seen = set()
+        deadline = time.time() + 2.5
+        while time.time() < deadline:
+            before = int(time.time())
+            res = server.request("GET", "/api/v1/ping")
+            after = int(time.time())
+            self.assertEqual(res.status, 200, res)
+            stamp = res.json()["timestamp"]
+            self.assertTrue(before <= stamp <= after, (before, stamp, after))
+            self.assertTrue(res.header("x-request-id"))
+            seen.add(stamp)
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(seen), 2, "the timestamp never advanced: %r" % seen)
 
     def test_tls_rejects_unknown_ca(self):
         proc = subprocess.run(["curl", "-sS", "--max-time", "10", server.url("/api/v1/ping", "https")],

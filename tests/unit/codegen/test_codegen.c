@@ -19,7 +19,7 @@
 
 #include "errors.gen.h"
 
-#define CMD_MAX 4096
+#define CMD_MAX    4096
 #define OUTPUT_MAX 65536
 
 static const char *source_dir(void)
@@ -73,7 +73,8 @@ static int run(const char *cmd, char *output, size_t output_size)
 static int run_generator(const char *root, const char *out, char *output, size_t output_size)
 {
     char cmd[CMD_MAX];
-    int n = snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s/codegen/generate.py' --root '%s' --protoc-c protoc-c --out '%s'",
+    int n = snprintf(cmd, sizeof(cmd),
+                     "/usr/bin/python3 '%s/codegen/generate.py' --root '%s' --protoc-c protoc-c --out '%s'",
                      source_dir(), root, out);
     assert_true(n > 0 && (size_t)n < sizeof(cmd));
     return run(cmd, output, output_size);
@@ -88,7 +89,8 @@ static int path_exists(const char *path)
 static void fixture_copy(const char *dest)
 {
     char cmd[CMD_MAX];
-    int n = snprintf(cmd, sizeof(cmd), "cp -R '%s/tests/unit/codegen/fixtures/base/spec' '%s/spec'", source_dir(), dest);
+    int n =
+        snprintf(cmd, sizeof(cmd), "cp -R '%s/tests/unit/codegen/fixtures/base/spec' '%s/spec'", source_dir(), dest);
     assert_true(n > 0 && (size_t)n < sizeof(cmd));
     assert_int_equal(system(cmd), 0);
 }
@@ -134,12 +136,22 @@ static void codegen__output_deterministic_identical(void **state)
     }
 
     static const char *const expected[] = {
-        "generated/errors.gen.h",       "generated/errors.gen.c",         "generated/schemas.gen.h",
-        "generated/schemas.gen.c",      "generated/operations.gen.h",     "generated/routes.gen.c",
-        "generated/grpc_methods.gen.h", "generated/grpc_methods.gen.c",   "generated/openapi.json",
-        "generated/openapi.gen.c",      "generated/proto/znp/v1/znp.pb-c.c",
-        "generated/proto/grpc/health/v1/health.pb-c.h", "docs/api-reference.md",
-        "docs/zh-CN/api-reference.md",  "docs/error-codes.md",            "docs/zh-CN/error-codes.md",
+        "generated/errors.gen.h",
+        "generated/errors.gen.c",
+        "generated/schemas.gen.h",
+        "generated/schemas.gen.c",
+        "generated/operations.gen.h",
+        "generated/routes.gen.c",
+        "generated/grpc_methods.gen.h",
+        "generated/grpc_methods.gen.c",
+        "generated/openapi.json",
+        "generated/openapi.gen.c",
+        "generated/proto/znp/v1/znp.pb-c.c",
+        "generated/proto/grpc/health/v1/health.pb-c.h",
+        "docs/api-reference.md",
+        "docs/zh-CN/api-reference.md",
+        "docs/error-codes.md",
+        "docs/zh-CN/error-codes.md",
     };
     for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
         char path[CMD_MAX];
@@ -245,6 +257,11 @@ static const broken_case_t broken_cases[] = {
     {"proto unknown operation", "proto/znp/v1/znp.proto", "znp:operation ping", "znp:operation pong",
      "znp:operation 'pong' is not an operationId"},
     {"reserved C type name", "openapi.yaml", "    Widget:\n", "    Item:\n", "which src/ already defines"},
+    {"answer cache on a database operation", "paths/system.yaml", "    summary: Ping\n",
+     "    summary: Ping\n    x-znp-cache-seconds: 1\n", "x-znp-cache-seconds needs a public x-znp-inline GET"},
+    {"answer cache of zero seconds", "paths/system.yaml", "    summary: Ping\n",
+     "    summary: Ping\n    x-znp-inline: true\n    x-znp-cache-seconds: 0\n",
+     "x-znp-cache-seconds must be an integer from 1 to 3600"},
 };
 
 static void codegen__broken_spec_rejected(void **state)
@@ -338,12 +355,9 @@ static void codegen__error_table_complete(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(codegen__error_table_complete),
-        cmocka_unit_test(codegen__output_deterministic_identical),
-        cmocka_unit_test(codegen__unchanged_file_untouched),
-        cmocka_unit_test(codegen__committed_output_current),
-        cmocka_unit_test(codegen__fixture_base_accepted),
-        cmocka_unit_test(codegen__broken_spec_rejected),
+        cmocka_unit_test(codegen__error_table_complete),     cmocka_unit_test(codegen__output_deterministic_identical),
+        cmocka_unit_test(codegen__unchanged_file_untouched), cmocka_unit_test(codegen__committed_output_current),
+        cmocka_unit_test(codegen__fixture_base_accepted),    cmocka_unit_test(codegen__broken_spec_rejected),
         cmocka_unit_test(codegen__every_problem_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,7 +47,7 @@ static void protect__cidr_parse_table(void **state)
         {"::1", 1, 6, 128},
         {"fd00::/8", 1, 6, 8},
         {"::ffff:10.0.0.0/104", 1, 4, 8},
-        {"10.0.0.1/8", 0, 0, 0},     /* host bits set */
+        {"10.0.0.1/8", 0, 0, 0}, /* host bits set */
         {"10.0.0.0/33", 0, 0, 0},
         {"10.0.0.0/", 0, 0, 0},
         {"10.0.0.0/08", 0, 0, 0},
@@ -243,8 +243,15 @@ static void protect__origin_match_table(void **state)
 static void protect__origin_list_rejects_invalid(void **state)
 {
     static const char *const invalid[] = {
-        "example.com", "https://", "ftp://example.com", "https://example.com/path", "https://*.*.example.com",
-        "https://ex*ample.com", "https://example.com:0", "https://example.com:65536", "https://*",
+        "example.com",
+        "https://",
+        "ftp://example.com",
+        "https://example.com/path",
+        "https://*.*.example.com",
+        "https://ex*ample.com",
+        "https://example.com:0",
+        "https://example.com:65536",
+        "https://*",
     };
     char bad[64];
 
@@ -553,9 +560,26 @@ static void protect__cors_groups_resolve(void **state)
     znp_config_destroy(config);
 }
 
+static void protect__ip_format_round_trip(void **state)
+{
+    static const char *const cases[] = {"0.0.0.0", "255.255.255.255", "10.20.100.7", "1.2.3.4", "127.0.0.1",
+                                        "::1",     "2001:db8::ff"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        znp_ip_t ip;
+        char text[ZNP_IP_TEXT_MAX];
+
+        assert_int_equal(znp_ip_parse(&ip, cases[i], strlen(cases[i])), 0);
+        znp_ip_format(text, sizeof(text), &ip);
+        assert_string_equal(text, cases[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(protect__ip_format_round_trip),
         cmocka_unit_test(protect__cidr_parse_table),
         cmocka_unit_test(protect__cidr_contains_table),
         cmocka_unit_test(protect__cidr_list_reports_bad_entry),
