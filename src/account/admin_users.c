@@ -39,14 +39,7 @@ static int begin_locked(znp_ctx_t *ctx, int64_t id, PGresult **res)
 
 static int audit(znp_ctx_t *ctx, const char *action, int64_t id, json_t *diff)
 {
-    znp_audit_entry_t entry = {0};
-    char text[24];
-
-    entry.action = action;
-    entry.resource_type = "user";
-    entry.resource_id = znp_account__int(text, sizeof(text), id);
-    entry.diff = diff;
-    return znp_audit_record(ctx, ctx->db, &entry);
+    return znp_audit_record_resource(ctx, action, "user", id, diff);
 }
 
 static int finish(znp_ctx_t *ctx, int rc)

@@ -393,3 +393,18 @@ cleanup:
     PQclear(res);
     return rc;
 }
+
+int znp_audit_record_resource(znp_ctx_t *ctx, const char *action, const char *resource_type, int64_t resource_id,
+                              json_t *diff)
+{
+    char id[24];
+    znp_audit_entry_t entry = {
+        .action = action,
+        .resource_type = resource_type,
+        .resource_id = id,
+        .diff = diff,
+    };
+
+    snprintf(id, sizeof(id), "%lld", (long long)resource_id);
+    return znp_audit_record(ctx, ctx->db, &entry);
+}

@@ -32,4 +32,12 @@ typedef struct znp_audit_entry {
  */
 int znp_audit_record(znp_ctx_t *ctx, PGconn *db, const znp_audit_entry_t *entry);
 
+/*
+ * Record `action` by the caller on the resource `resource_type` with the
+ * numeric id `resource_id`, on ctx->db; `diff` is borrowed and may be NULL.
+ * The common case of znp_audit_record for admin writes.
+ */
+int znp_audit_record_resource(znp_ctx_t *ctx, const char *action, const char *resource_type, int64_t resource_id,
+                              json_t *diff);
+
 #endif

@@ -52,14 +52,7 @@ int znp_plans__finish(znp_ctx_t *ctx, int rc)
 
 int znp_plans__audit(znp_ctx_t *ctx, const char *action, const char *type, int64_t id, json_t *diff)
 {
-    znp_audit_entry_t entry = {0};
-    char text[24];
-
-    entry.action = action;
-    entry.resource_type = type;
-    entry.resource_id = znp_plans__int(text, sizeof(text), id);
-    entry.diff = diff;
-    return znp_audit_record(ctx, ctx->db, &entry);
+    return znp_audit_record_resource(ctx, action, type, id, diff);
 }
 
 static void decref_json(void *data)

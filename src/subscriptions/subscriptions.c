@@ -205,14 +205,7 @@ static int finish(znp_ctx_t *ctx, int rc)
 
 static int audit(znp_ctx_t *ctx, const char *action, int64_t id, json_t *diff)
 {
-    znp_audit_entry_t entry = {0};
-    char text[24];
-
-    entry.action = action;
-    entry.resource_type = "subscription";
-    entry.resource_id = int_text(text, sizeof(text), id);
-    entry.diff = diff;
-    return znp_audit_record(ctx, ctx->db, &entry);
+    return znp_audit_record_resource(ctx, action, "subscription", id, diff);
 }
 
 static int load(znp_ctx_t *ctx, int64_t id, znp_admin_subscription_t *out)
