@@ -23,7 +23,7 @@ OPERATION_KEYS = {
 RATE_LIMIT_KINDS = ("ip", "user", "global")
 RATE_LIMIT_MAX = 1000000
 # media types an operation may stream instead of JSON (x-znp-stream), besides its JSON response
-STREAM_TYPES = {"text/csv"}
+STREAM_TYPES = {"text/csv", "text/plain"}
 
 
 class Param:

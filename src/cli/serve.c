@@ -250,12 +250,13 @@ static int start_servers(server_t *s)
         cli_error("could not start the job runner");
         return CLI_EXIT_RUNTIME;
     }
-    if (znp_grpc_server_create(&s->grpc, s->config, s->pool) != 0) {
-        cli_error("could not start the gRPC server on %s", s->config->server.grpc_listen);
-        return CLI_EXIT_RUNTIME;
-    }
     if (znp_http_server_create(&s->http, s->config, s->pool) != 0) {
         cli_error("could not start the HTTP server on %s", s->config->server.listen);
+        return CLI_EXIT_RUNTIME;
+    }
+    /* one allow-list and one set of buckets for both faces; the gRPC server is destroyed first */
+    if (znp_grpc_server_create(&s->grpc, s->config, s->pool, znp_http_server_protect(s->http)) != 0) {
+        cli_error("could not start the gRPC server on %s", s->config->server.grpc_listen);
         return CLI_EXIT_RUNTIME;
     }
     if (znp_http_server_start(s->http) != 0) {

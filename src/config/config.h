@@ -71,6 +71,7 @@ typedef struct znp_config_site {
     char *name;                 /* initial site name; default "znp" */
     char *logo_url;             /* initial logo URL; default "" */
     char *service_name;         /* "service" in ping; default "znp" */
+    uint32_t subscription_update_hours; /* profile-update-interval of subscription downloads; default 24, 1..720 */
 } znp_config_site_t;
 
 typedef struct znp_config_log {

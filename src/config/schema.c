@@ -104,6 +104,7 @@ static const cyaml_schema_field_t site_fields[] = {
     STRING_FIELD("name", znp_config_site_t, name),
     STRING_FIELD("logo_url", znp_config_site_t, logo_url),
     STRING_FIELD("service_name", znp_config_site_t, service_name),
+    CYAML_FIELD_UINT("subscription_update_hours", CYAML_FLAG_OPTIONAL, znp_config_site_t, subscription_update_hours),
     CYAML_FIELD_END,
 };
 
@@ -283,6 +284,7 @@ static const struct key_meta {
     {"site.name", "znp", 0},
     {"site.logo_url", "", 0},
     {"site.service_name", "znp", 0},
+    {"site.subscription_update_hours", "24", 0},
     {"log.level", "info", 0},
     {"log.file", NULL, CONFIG_NULLABLE},
     {"log.access_log", "true", 0},

@@ -344,6 +344,8 @@ static int check_site_and_log(const znp_config_t *config, znp_config_error_t *er
         return fail(err, config, "site.logo_url", "site.logo_url must be valid UTF-8 of at most 512 characters");
     if (site->service_name[0] == '\0')
         return fail(err, config, "site.service_name", "site.service_name must not be empty");
+    if (site->subscription_update_hours < 1 || site->subscription_update_hours > 720)
+        return fail(err, config, "site.subscription_update_hours", "site.subscription_update_hours must be 1 to 720");
     if (config->log.file != NULL && config->log.file[0] == '\0')
         return fail(err, config, "log.file", "log.file must not be empty");
     return 0;

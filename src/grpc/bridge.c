@@ -8,6 +8,13 @@
  * result becomes the response message. A failure is sent as the gRPC status
  * from the error catalogue with the localized message, and the same error
  * envelope as the HTTP body goes into the trailing metadata "znp-error-bin".
+ *
+ * Protection: a call passes the same checks as an HTTP request to the
+ * operation's route, using the HTTP server's znp_protect_t. Before the
+ * request message is decoded come the admin allow-list (PERMISSION_DENIED,
+ * access_denied) and the group's and the operation's per-IP and global
+ * buckets. After authentication come the per-user buckets. An empty bucket
+ * gives RESOURCE_EXHAUSTED, too_many_requests, and trailing "retry-after".
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,6 +27,7 @@
 
 #include "core/dispatch.h"
 #include "core/log.h"
+#include "core/router.h"
 #include "grpc/convert.h"
 #include "grpc/internal.h"
 #include "security/security.h"
@@ -36,6 +44,8 @@ typedef struct bridge {
     char *user_agent;    /* may be NULL */
     char request_id[ZNP_REQUEST_ID_MAX];
     char client_ip[64];
+    znp_ip_t client; /* parsed client_ip; family 0 when the peer is not an IP address */
+    znp_route_group_t group;
     znp_locale_t locale;
     znp_error_t error;
 } bridge_t;
@@ -142,6 +152,14 @@ static void set_client_ip(bridge_t *bridge)
     memcpy(bridge->client_ip, start, len);
     bridge->client_ip[len] = '\0';
     gpr_free(peer);
+    /*
+     * The socket peer is the client: server.trusted_proxies does not apply,
+     * because gRPC calls carry no X-Forwarded-For or Forwarded header to
+     * walk. A peer that is not an IP address keeps family 0, which no
+     * allow-list contains.
+     */
+    if (znp_ip_parse(&bridge->client, bridge->client_ip, strlen(bridge->client_ip)) != 0)
+        memset(&bridge->client, 0, sizeof bridge->client);
 }
 
 /* ---- request message -> znp_call_t ---- */
@@ -271,6 +289,74 @@ cleanup:
     return rc;
 }
 
+/* ---- protection ---- */
+
+/* The route group of the operation's HTTP route; the template decides, as in the HTTP guard. */
+static znp_route_group_t operation_group(const znp_operation_t *op)
+{
+    for (size_t i = 0; i < znp_route_count; i++) {
+        if (znp_routes[i].operation == op)
+            return znp_protect_group_of(znp_routes[i].path, strlen(znp_routes[i].path), "{admin}");
+    }
+    return op->security == ZNP_SEC_ADMIN ? ZNP_GROUP_ADMIN : ZNP_GROUP_PUBLIC;
+}
+
+/*
+ * The checks an HTTP request gets before routing and after it, on the CQ
+ * thread (in-memory buckets behind short per-shard locks, nothing blocks).
+ * Returns 0 or a negative znp_err with bridge->error (and its retry_after) set.
+ */
+static int admit_call(bridge_t *bridge)
+{
+    znp_protect_t *protect = bridge->unary.server->protect;
+    const znp_operation_t *op = bridge->method->operation;
+    znp_rate_verdict_t verdict;
+    int rc;
+
+    bridge->group = operation_group(op);
+    if (protect == NULL)
+        return 0;
+
+    /* checked first, as for HTTP, so no admin operation responds to an address outside the list */
+    if (bridge->group == ZNP_GROUP_ADMIN && protect->admin_allow.count > 0 &&
+        !znp_cidr_list_contains(&protect->admin_allow, &bridge->client))
+        return znp_error_set(&bridge->error, ZNP_E_ACCESS_DENIED, NULL, NULL);
+
+    memset(&verdict, 0, sizeof verdict);
+    rc = znp_protect_admit_request(protect, bridge->group, &bridge->client, &verdict);
+    if (rc == 0) {
+        memset(&verdict, 0, sizeof verdict);
+        rc = znp_protect_admit_operation(protect, (size_t)(op - znp_operations), op->rate_limit, &bridge->client,
+                                         &verdict);
+    }
+    if (rc != 0) {
+        znp_error_set(&bridge->error, rc, NULL, NULL);
+        if (rc == ZNP_E_TOO_MANY_REQUESTS)
+            bridge->error.retry_after = (int)verdict.retry_after_s;
+    }
+    return rc;
+}
+
+/* ctx->admit: take from the per-user buckets after znp_dispatch has authenticated the caller. */
+static int admit_user(znp_ctx_t *ctx, const znp_operation_t *op)
+{
+    bridge_t *bridge = ctx->admit_data;
+    znp_protect_t *protect = bridge->unary.server->protect;
+    znp_rate_verdict_t verdict;
+    int rc;
+
+    if (protect == NULL)
+        return 0;
+    memset(&verdict, 0, sizeof verdict);
+    rc = znp_protect_admit_user(protect, bridge->group, (size_t)(op - znp_operations), op->rate_limit,
+                                ctx->caller.user_id, &verdict);
+    if (rc == ZNP_E_TOO_MANY_REQUESTS) {
+        znp_error_set(ctx->err, rc, NULL, NULL);
+        ctx->err->retry_after = (int)verdict.retry_after_s;
+    }
+    return rc;
+}
+
 /* ---- running the operation ---- */
 
 static void log_call(const bridge_t *bridge, int code)
@@ -286,6 +372,8 @@ static void respond_error(bridge_t *bridge, int rc, const znp_error_t *detail)
     json_t *envelope = znp_dispatch_error_body(rc, detail, bridge->locale, bridge->request_id);
     char *text = envelope != NULL ? json_dumps(envelope, JSON_COMPACT) : NULL;
 
+    if (detail != NULL && detail->retry_after > 0)
+        bridge->unary.retry_after_s = (uint32_t)detail->retry_after;
     if (info->http_status >= 500 && rc != ZNP_E_DATABASE_UNAVAILABLE && rc != ZNP_E_SHUTTING_DOWN &&
         rc != ZNP_E_OVERLOADED)
         ZNP_ERROR(ZNP_GRPC_LOG_TAG, bridge->request_id, "call failed: method=%s error=%s detail=\"%s\"",
@@ -358,6 +446,8 @@ static void execute(bridge_t *bridge, PGconn *db)
     ctx.user_agent = bridge->user_agent;
     ctx.now = clock_now;
     ctx.verify = znp_security_verify_unsigned; /* gRPC carries no signature: signed route groups refuse it */
+    ctx.admit = admit_user;
+    ctx.admit_data = bridge;
 
     if (db == NULL && !(op->flags & ZNP_OP_INLINE)) {
         rc = znp_error_set(&bridge->error, ZNP_E_DATABASE_UNAVAILABLE, NULL, NULL);
@@ -445,7 +535,9 @@ void znp_grpc__bridge_call(znp_grpc_server_t *server, size_t index, znp_grpc__in
                                             server->default_locale);
     free(accept_language);
 
-    rc = read_request(bridge);
+    rc = admit_call(bridge);
+    if (rc == 0)
+        rc = read_request(bridge);
     if (rc != 0) {
         respond_error(bridge, rc, &bridge->error);
         return;

@@ -14,12 +14,14 @@
 #include <grpc/grpc.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "config/config.h"
 #include "core/error.h"
 #include "grpc/server.h"
 #include "grpc_methods.gen.h"
+#include "protect/protect.h"
 #include "runtime/pool.h"
 
 #define ZNP_GRPC_LOG_TAG        "grpc"
@@ -47,6 +49,7 @@ typedef struct znp_grpc__incoming {
 struct znp_grpc_server {
     const znp_config_t *config;
     znp_pool_t *pool;
+    znp_protect_t *protect; /* borrowed from the HTTP server; NULL applies no limits */
     znp_locale_t default_locale;
 
     grpc_server *server;
@@ -83,8 +86,9 @@ struct znp_grpc__unary {
     /* owned by the batch until it completes */
     grpc_metadata initial[1];
     size_t initial_count;
-    grpc_metadata trailing[1];
+    grpc_metadata trailing[2];
     size_t trailing_count;
+    uint32_t retry_after_s; /* set before finishing: sent as trailing "retry-after" when not 0 */
     grpc_byte_buffer *response;
     grpc_slice status_details;
     grpc_status_code status;
@@ -107,7 +111,8 @@ void znp_grpc__unary_init(znp_grpc__unary_t *unary, znp_grpc_server_t *server, z
 /*
  * Send the response and finish the call. `response` (may be NULL) is the
  * serialized message, sent only with GRPC_STATUS_OK. `error_body` (may be
- * NULL) goes into the trailing metadata key "znp-error-bin". `request_id`
+ * NULL) goes into the trailing metadata key "znp-error-bin", and a
+ * non-zero unary->retry_after_s into "retry-after". `request_id`
  * (may be NULL) goes into the initial metadata key "x-request-id". The unary
  * is released when the batch completes, or at once if it cannot start.
  */

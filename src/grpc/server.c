@@ -5,6 +5,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +142,14 @@ void znp_grpc__unary_finish(znp_grpc__unary_t *unary, grpc_status_code status, c
         unary->trailing[0].key = grpc_slice_from_static_string(ZNP_GRPC_ERROR_METADATA);
         unary->trailing[0].value = grpc_slice_from_copied_string(error_body);
         unary->trailing_count = 1;
+    }
+    if (unary->retry_after_s > 0) {
+        char seconds[12];
+
+        snprintf(seconds, sizeof seconds, "%u", unary->retry_after_s);
+        unary->trailing[unary->trailing_count].key = grpc_slice_from_static_string("retry-after");
+        unary->trailing[unary->trailing_count].value = grpc_slice_from_copied_string(seconds);
+        unary->trailing_count++;
     }
     if (details != NULL) {
         grpc_slice_unref(unary->status_details);
@@ -407,7 +416,8 @@ static int post_all(znp_grpc_server_t *server)
     return 0;
 }
 
-int znp_grpc_server_create(znp_grpc_server_t **out, const znp_config_t *config, znp_pool_t *pool)
+int znp_grpc_server_create(znp_grpc_server_t **out, const znp_config_t *config, znp_pool_t *pool,
+                           znp_protect_t *protect)
 {
     znp_grpc_server_t *server = NULL;
     grpc_server_credentials *credentials = NULL;
@@ -425,6 +435,7 @@ int znp_grpc_server_create(znp_grpc_server_t **out, const znp_config_t *config, 
     pthread_cond_init(&server->changed, NULL);
     server->config = config;
     server->pool = pool;
+    server->protect = protect;
     server->health_handle = -1;
     server->default_locale = znp_locale_from_header(
         config->server.default_locale,

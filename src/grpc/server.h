@@ -7,6 +7,7 @@
 #define ZNP_GRPC_SERVER_H
 
 #include "config/config.h"
+#include "protect/protect.h"
 #include "runtime/pool.h"
 
 typedef struct znp_grpc_server znp_grpc_server_t;
@@ -14,8 +15,11 @@ typedef struct znp_grpc_server znp_grpc_server_t;
 /*
  * grpc_init, bind server.grpc_listen and start the completion-queue thread. *out owned by the caller.
  * Block SIGINT and SIGTERM in the calling thread first: gRPC starts threads that inherit the mask.
+ * `protect` (may be NULL: no allow-list or rate limits) is the HTTP server's state, borrowed: bridged
+ * calls take from the same buckets as HTTP requests. It must outlive the server.
  */
-int znp_grpc_server_create(znp_grpc_server_t **out, const znp_config_t *config, znp_pool_t *pool);
+int znp_grpc_server_create(znp_grpc_server_t **out, const znp_config_t *config, znp_pool_t *pool,
+                           znp_protect_t *protect);
 /* The port server.grpc_listen is bound to: the one the kernel chose when it asked for port 0. Valid after create. */
 int znp_grpc_server_port(znp_grpc_server_t *server);
 /*

@@ -58,6 +58,8 @@ typedef struct znp_http_writer {
     void *job; /* the http job, for znp_http__job_take_request on the loop */
     const char *request_id;
     char *content_type, *filename; /* from begin; malloc'd */
+    char *headers;                 /* extra response headers as name NUL value NUL ...; malloc'd */
+    size_t headers_len;
     char *data;                    /* body not handed over yet; malloc'd */
     size_t len, cap;
     struct znp_http_stream *stream;
@@ -160,6 +162,8 @@ void znp_http__stream_on_piece(znp_http_reply_t *reply);
 void znp_http__stream_discard_piece(znp_http_reply_t *reply);
 /* Content-Disposition value `attachment; filename="..."` in the request's pool. */
 h2o_iovec_t znp_http__attachment_header(h2o_req_t *req, const char *filename);
+/* Add the extra headers a writer collected (name NUL value NUL ..., `len` bytes) to the response. */
+void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len);
 /* request.c: detach the request from `job` (an http job) so a stream can answer it; NULL when it already ended. */
 h2o_req_t *znp_http__job_take_request(void *job);
 

@@ -86,6 +86,8 @@ typedef struct http_job {
     size_t body_len;
     const char *authorization;
     const char *user_agent;
+    const char *accept;        /* Accept and If-None-Match, for ZNP_OP_STREAM operations */
+    const char *if_none_match;
     char client_ip[INET6_ADDRSTRLEN];
     char request_id[ZNP_REQUEST_ID_MAX + 1];
     znp_protect_t *protect; /* per-user rate limits after authentication */
@@ -103,6 +105,8 @@ typedef struct http_job {
     size_t response_len;
     char *content_type; /* malloc'd; NULL = JSON */
     char *filename;     /* malloc'd attachment name, or NULL */
+    char *headers;      /* malloc'd extra headers of a non-JSON body (name NUL value NUL ...), or NULL */
+    size_t headers_len;
 
     char storage[]; /* parameter values, query, body and header copies */
 } http_job_t;
@@ -279,14 +283,14 @@ void znp_http__send_body(h2o_req_t *req, int status, const char *content_type, h
 
     req->res.status = status;
     req->res.reason = reason_phrase(status);
-    if (status == 204) {
-        req->res.content_length = SIZE_MAX; /* 204 carries neither a body nor Content-Length */
+    if (status == 204 || status == 304) {
+        req->res.content_length = SIZE_MAX; /* 204 and 304 carry neither a body nor Content-Length */
     } else {
         req->res.content_length = body.len;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     }
     h2o_start_response(req, &generator);
-    if (status == 204 || is_head(req) || body.len == 0)
+    if (status == 204 || status == 304 || is_head(req) || body.len == 0)
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
     else
         h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
@@ -317,7 +321,8 @@ static void send_outcome(h2o_req_t *req, outcome_t *outcome, const char *allow)
 }
 
 /* Send a body an operation wrote through ctx->stream, taking ownership of outcome->body. */
-static void send_stream_outcome(h2o_req_t *req, outcome_t *outcome, const char *content_type, const char *filename)
+static void send_stream_outcome(h2o_req_t *req, outcome_t *outcome, const char *content_type, const char *filename,
+                                const char *headers, size_t headers_len)
 {
     h2o_iovec_t body = h2o_iovec_init(outcome->body, outcome->len);
     h2o_iovec_t type = h2o_strdup(&req->pool, content_type, SIZE_MAX);
@@ -332,6 +337,7 @@ static void send_stream_outcome(h2o_req_t *req, outcome_t *outcome, const char *
 
         add_header(req, H2O_STRLIT("content-disposition"), value.base, value.len);
     }
+    znp_http__add_stream_headers(req, headers, headers_len);
     znp_http__send_body(req, outcome->status, type.base, body);
 }
 
@@ -607,6 +613,7 @@ static void free_job(http_job_t *job)
     free(job->response);
     free(job->content_type);
     free(job->filename);
+    free(job->headers);
     free(job);
 }
 
@@ -691,6 +698,8 @@ static void run_job(znp_job_t *base, PGconn *db)
 
     memset(&err, 0, sizeof(err));
     znp_http__writer_init(&writer, mailbox, job, job->request_id);
+    writer.super.accept = job->accept;
+    writer.super.if_none_match = job->if_none_match;
     znp_arena_init(&arena, 0);
     if (db == NULL || !znp_health_database_up()) {
         rc = ZNP_E_DATABASE_UNAVAILABLE;
@@ -730,12 +739,15 @@ static void run_job(znp_job_t *base, PGconn *db)
         memset(&outcome, 0, sizeof(outcome));
     } else if (rc == 0 && writer.super.started) {
         memset(&outcome, 0, sizeof(outcome));
-        outcome.status = 200;
+        outcome.status = writer.super.status == 304 ? 304 : 200;
         outcome.body = writer.data;
         outcome.len = writer.len;
         job->content_type = writer.content_type;
         job->filename = writer.filename;
-        writer.data = writer.content_type = writer.filename = NULL;
+        job->headers = writer.headers;
+        job->headers_len = writer.headers_len;
+        writer.data = writer.content_type = writer.filename = writer.headers = NULL;
+        writer.headers_len = 0;
     } else {
         render_outcome(&outcome, rc, response, job->op->success_status, &err, job->locale, job->request_id);
     }
@@ -790,9 +802,17 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     ssize_t agent_index = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
     h2o_iovec_t auth = auth_index != -1 ? req->headers.entries[auth_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t agent = agent_index != -1 ? req->headers.entries[agent_index].value : h2o_iovec_init(NULL, 0);
+    ssize_t accept_index = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
+    ssize_t match_index = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+    int negotiates = (match->route->operation->flags & ZNP_OP_STREAM) != 0;
+    h2o_iovec_t accept =
+        negotiates && accept_index != -1 ? req->headers.entries[accept_index].value : h2o_iovec_init(NULL, 0);
+    h2o_iovec_t if_none_match =
+        negotiates && match_index != -1 ? req->headers.entries[match_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t path = target_path(req);
     h2o_iovec_t signed_values[SIGNED_HEADER_COUNT];
-    size_t size = query.len + 1 + body.len + 1 + auth.len + 1 + agent.len + 1 + req->method.len + 1 + path.len + 1;
+    size_t size = query.len + 1 + body.len + 1 + auth.len + 1 + agent.len + 1 + req->method.len + 1 + path.len + 1 +
+                  accept.len + 1 + if_none_match.len + 1;
     http_job_t *job;
     char *cursor;
 
@@ -832,6 +852,8 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     job->body_len = body.len;
     job->authorization = auth.base != NULL ? store(&cursor, auth.base, auth.len) : NULL;
     job->user_agent = agent.base != NULL ? store(&cursor, agent.base, agent.len) : NULL;
+    job->accept = accept.base != NULL ? store(&cursor, accept.base, accept.len) : NULL;
+    job->if_none_match = if_none_match.base != NULL ? store(&cursor, if_none_match.base, if_none_match.len) : NULL;
     job->method = store(&cursor, req->method.base, req->method.len);
     job->path = store(&cursor, path.base, path.len);
     job->path_len = path.len;
@@ -894,7 +916,7 @@ static void send_job_outcome(http_job_t *job)
     if (state != NULL)
         znp_http__guard_merge_rate(&state->guard.rate, &job->rate);
     if (job->content_type != NULL)
-        send_stream_outcome(req, &outcome, job->content_type, job->filename);
+        send_stream_outcome(req, &outcome, job->content_type, job->filename, job->headers, job->headers_len);
     else
         send_outcome(req, &outcome, NULL);
 }

@@ -365,6 +365,11 @@ int znp_http_server_port(znp_http_server_t *server)
     return listener_port(&server->listeners[0]);
 }
 
+znp_protect_t *znp_http_server_protect(znp_http_server_t *server)
+{
+    return server->protect;
+}
+
 int znp_http_server_tls_port(znp_http_server_t *server)
 {
     if (server == NULL)

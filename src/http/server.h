@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
+#include "protect/protect.h"
 #include "runtime/pool.h"
 
 typedef struct znp_http_server znp_http_server_t;
@@ -20,6 +21,8 @@ int znp_http_server_create(znp_http_server_t **out, const znp_config_t *config, 
 int znp_http_server_port(znp_http_server_t *server);
 /* The port server.tls_listen is bound to, or -1 without a TLS listener. Valid after create. */
 int znp_http_server_tls_port(znp_http_server_t *server);
+/* The request protection (allow-list, buckets) the server created, for the gRPC face to share. Valid after create. */
+znp_protect_t *znp_http_server_protect(znp_http_server_t *server);
 /* Start the event-loop threads. */
 int znp_http_server_start(znp_http_server_t *server);
 /* Close the listeners; connections already open keep being served. Thread-safe. */

@@ -41,6 +41,8 @@ struct znp_http_stream {
     char request_id[ZNP_REQUEST_ID_MAX + 1];
     char *content_type;          /* written by the worker before the first piece */
     char *filename;
+    char *headers;               /* extra response headers, name NUL value NUL ... */
+    size_t headers_len;
 
     pthread_mutex_t lock;
     pthread_cond_t drained;
@@ -86,6 +88,7 @@ static void stream_release(stream_t *stream)
     pthread_mutex_destroy(&stream->lock);
     free(stream->content_type);
     free(stream->filename);
+    free(stream->headers);
     free(stream);
 }
 
@@ -99,6 +102,40 @@ static int writer_begin(znp_stream_t *base, const char *content_type, const char
     writer->filename = filename != NULL ? strdup(filename) : NULL;
     if (writer->content_type == NULL || (filename != NULL && writer->filename == NULL))
         return ZNP_E_INTERNAL;
+    return 0;
+}
+
+/* A header name must be a lowercase token, and a value must contain no control byte except tab. */
+static int header_valid(const char *name, const char *value)
+{
+    if (name[0] == '\0')
+        return 0;
+    for (const char *p = name; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            return 0;
+    }
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int writer_header(znp_stream_t *base, const char *name, const char *value)
+{
+    znp_http_writer_t *writer = (znp_http_writer_t *)base;
+    size_t name_len = strlen(name), value_len = strlen(value);
+    char *grown;
+
+    if (base->started || !header_valid(name, value))
+        return ZNP_E_INTERNAL;
+    grown = realloc(writer->headers, writer->headers_len + name_len + value_len + 2);
+    if (grown == NULL)
+        return ZNP_E_INTERNAL;
+    memcpy(grown + writer->headers_len, name, name_len + 1);
+    memcpy(grown + writer->headers_len + name_len + 1, value, value_len + 1);
+    writer->headers = grown;
+    writer->headers_len += name_len + value_len + 2;
     return 0;
 }
 
@@ -125,6 +162,10 @@ static stream_t *stream_create(znp_http_writer_t *writer)
     stream->content_type = writer->content_type;
     stream->filename = writer->filename;
     writer->content_type = writer->filename = NULL;
+    stream->headers = writer->headers;
+    stream->headers_len = writer->headers_len;
+    writer->headers = NULL;
+    writer->headers_len = 0;
     stream->pending_tail = &stream->pending_head;
     pthread_mutex_init(&stream->lock, NULL);
     pthread_cond_init(&stream->drained, NULL);
@@ -222,6 +263,8 @@ static int writer_write(znp_stream_t *base, const char *data, size_t len)
 {
     znp_http_writer_t *writer = (znp_http_writer_t *)base;
 
+    if (len == 0)
+        return 0; /* writer->data may still be NULL, and memcpy must not see it */
     if (writer->len + len > writer->cap) {
         size_t cap = writer->cap > 0 ? writer->cap : PIECE_BYTES;
         char *grown;
@@ -244,6 +287,7 @@ void znp_http__writer_init(znp_http_writer_t *writer, znp_http_mailbox_t *mailbo
     memset(writer, 0, sizeof(*writer));
     writer->super.begin = writer_begin;
     writer->super.write = writer_write;
+    writer->super.header = writer_header;
     writer->mailbox = mailbox;
     writer->job = job;
     writer->request_id = request_id;
@@ -276,7 +320,9 @@ void znp_http__writer_dispose(znp_http_writer_t *writer)
     free(writer->data);
     free(writer->content_type);
     free(writer->filename);
-    writer->data = writer->content_type = writer->filename = NULL;
+    free(writer->headers);
+    writer->data = writer->content_type = writer->filename = writer->headers = NULL;
+    writer->headers_len = 0;
 }
 
 /* loop side */
@@ -431,6 +477,7 @@ static void start_response(stream_t *stream)
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-disposition"), 0, NULL, value.base,
                               value.len);
     }
+    znp_http__add_stream_headers(req, stream->headers, stream->headers_len);
     h2o_start_response(req, &generator->super);
 }
 
@@ -490,4 +537,22 @@ h2o_iovec_t znp_http__attachment_header(h2o_req_t *req, const char *filename)
     }
     value[len++] = '"';
     return h2o_iovec_init(value, len);
+}
+
+void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len)
+{
+    size_t at = 0;
+
+    while (at < len) {
+        const char *name = headers + at;
+        size_t name_len = strlen(name);
+        const char *value = name + name_len + 1;
+        size_t value_len = strlen(value);
+        h2o_iovec_t name_copy = h2o_strdup(&req->pool, name, name_len);
+        h2o_iovec_t value_copy = h2o_strdup(&req->pool, value, value_len);
+
+        h2o_add_header_by_str(&req->pool, &req->res.headers, name_copy.base, name_copy.len, 0, NULL, value_copy.base,
+                              value_copy.len);
+        at += name_len + value_len + 2;
+    }
 }

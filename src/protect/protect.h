@@ -1,5 +1,5 @@
 /*
- * Request protection for the HTTP face: the client IP behind trusted
+ * Request protection for the HTTP and gRPC faces: the client IP behind trusted
  * proxies, CORS origin matching, token-bucket rate limits with a bounded
  * key table, and the admin allow-list. The parsers and the limiter are pure
  * logic with an injectable clock, so the unit tests drive time.
@@ -7,8 +7,11 @@
  * Threading: a znp_protect_t is read-only after create except its limiters,
  * which lock per shard, so every function may be called from any thread.
  *
- * NOTE: only the HTTP face applies this policy. gRPC calls see the socket
- * peer as the client and are not rate limited.
+ * One znp_protect_t serves both faces: the HTTP server creates it and the
+ * gRPC bridge borrows it, so a client address takes from the same buckets
+ * over either. gRPC calls use the socket peer as the client (no forwarding
+ * headers, so trusted_proxies does not apply) and get the allow-list and the
+ * rate limits of their operation's route group.
  */
 #ifndef ZNP_PROTECT_H
 #define ZNP_PROTECT_H

@@ -28,7 +28,7 @@
  *     znp_watcher_options_t options = {.dsn = dsn, .on_refresh = refresh_site, .data = config};
  *     znp_watcher_start(&watcher, &options);
  *     znp_pool_create(&pool, config, dsn, workers);
- *     znp_grpc_server_create(&grpc, config, pool);
+ *     znp_grpc_server_create(&grpc, config, pool, znp_http_server_protect(http));
  *     ... start HTTP, sigwait() ...
  *     znp_health_set_draining();          // Watch streams get NOT_SERVING
  *     ... stop HTTP ...

@@ -20,7 +20,8 @@
 // Errors are printed as {"error": {"code": 5, "name": "NOT_FOUND",
 // "message": "...", "znp_error": {...}}} on stdout and "NAME: message" on
 // stderr. znp_error is the error envelope from the "znp-error-bin" trailing
-// metadata when the server sent one. The protos come from spec/proto; int64
+// metadata when the server sent one, and retry_after the "retry-after"
+// trailing metadata (seconds, as a string) when present. The protos come from spec/proto; int64
 // fields print as JSON numbers, enums as their names.
 "use strict";
 
@@ -74,6 +75,8 @@ function statusName(code) {
 
 function describeStatus(status) {
   const out = { code: status.code, name: statusName(status.code), message: status.details || "" };
+  const retryAfter = status.metadata ? status.metadata.get("retry-after") : [];
+  if (retryAfter.length > 0) out.retry_after = String(retryAfter[0]);
   const values = status.metadata ? status.metadata.get("znp-error-bin") : [];
   if (values.length > 0) {
     const text = Buffer.isBuffer(values[0]) ? values[0].toString("utf8") : String(values[0]);

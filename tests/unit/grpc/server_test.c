@@ -188,7 +188,7 @@ static int setup(void **state)
     set_ready(1);
     /* no database listens on port 1, so bridged jobs run without a connection */
     assert_int_equal(znp_pool_create(&f->pool, &f->config, "host=127.0.0.1 port=1 connect_timeout=1", 1), 0);
-    assert_int_equal(znp_grpc_server_create(&f->server, &f->config, f->pool), 0);
+    assert_int_equal(znp_grpc_server_create(&f->server, &f->config, f->pool, NULL), 0);
     assert_true(znp_grpc_server_port(f->server) > 0);
     snprintf(f->target, sizeof f->target, "127.0.0.1:%d", znp_grpc_server_port(f->server));
 

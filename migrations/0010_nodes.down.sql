@@ -1,0 +1,2 @@
+DROP TABLE node_kernels;
+DROP TABLE nodes;

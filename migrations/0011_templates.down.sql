@@ -1,0 +1,2 @@
+DROP TABLE subscription_template_versions;
+DROP TABLE subscription_templates;

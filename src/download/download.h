@@ -1,0 +1,37 @@
+/*
+ * Public subscription download (GET /api/v1/subscriptions/{token} and
+ * GET /s/{token}). The operations themselves are declared in
+ * generated/operations.gen.h; the helpers below are exposed for the unit
+ * tests and for the module that adds protocol entries.
+ */
+#ifndef ZNP_DOWNLOAD_H
+#define ZNP_DOWNLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/context.h"
+#include "formats/formats.h"
+
+/*
+ * The nodes subscription `subscription_id` grants, as *nodes (in ctx->arena
+ * or static; NULL when *count is 0). Returns 0 or a negative znp_err.
+ */
+int znp_download_load_nodes(znp_ctx_t *ctx, int64_t subscription_id, znp_formats_node_t **nodes, size_t *count);
+
+/*
+ * Whether an If-None-Match value (one tag, a comma-separated list, W/ tags
+ * or "*") matches `etag`, a quoted strong tag. Uses weak comparison, which
+ * RFC 9110 requires for If-None-Match. `if_none_match` may be NULL.
+ */
+int znp_download_etag_matches(const char *if_none_match, const char *etag);
+
+/*
+ * Write the Content-Disposition value for a file named `name` (UTF-8) into
+ * out: `attachment; filename="<ASCII fallback>"`, plus
+ * `; filename*=UTF-8''<percent-encoded name>` (RFC 5987) when the name is not
+ * ASCII. Returns 0 or ZNP_E_INTERNAL when `size` is too small.
+ */
+int znp_download_content_disposition(char *out, size_t size, const char *name);
+
+#endif

@@ -1,0 +1,292 @@
+"""Public subscription download (GET /api/v1/subscriptions/{token} and GET /s/{token}).
+
+One server for the module, with a CJK site name and a 12-hour update
+interval. Users, the plan and the subscriptions are made through the admin
+API; the expired and quota cases move the row with psql, as the scheduled job
+will. No protocol entries exist yet, so an active subscription renders an
+empty but valid file.
+Run alone: /usr/bin/python3 tests/integration/run.py test_download
+"""
+
+import base64
+import json
+import os
+import re
+import time
+import unittest
+import urllib.parse
+
+from tests.integration import harness
+
+server = None
+ADMIN = ("download-admin@example.com", "admin-pass-4Rt8")
+PASSWORD = "member-pass-2Lw6"
+SITE_NAME = "云加速 Cloud"
+_state = {"counter": 0}
+
+FC03 = [
+    ("karing/1.1.0 singbox/1.12.0 clashmeta mihomo/1.19.0", "sing-box"),
+    ("FlClash/v0.8.35 clash-verge/v1.6.6 Platform/android", "clash-meta"),
+    ("ClashMeta/1.19.28; mihomo/1.19.28", "clash-meta"),
+    ("SFI/1.12.1 (Build 1; sing-box 1.11.3; language en_US)", "sing-box"),
+    ("Stash/2.4", "stash"),
+    ("Shadowrocket/2.2", "base64"),
+    ("Quantumult%20X/1.4", "quantumult-x"),
+    (None, "base64"),
+]
+CONTENT_TYPES = {
+    "sing-box": "application/json",
+    "sip008": "application/json",
+    "clash-meta": "text/yaml; charset=utf-8",
+    "clash": "text/yaml; charset=utf-8",
+    "stash": "text/yaml; charset=utf-8",
+    "base64": "text/plain; charset=utf-8",
+    "surge": "text/plain; charset=utf-8",
+    "quantumult-x": "text/plain; charset=utf-8",
+    "loon": "text/plain; charset=utf-8",
+}
+
+
+def setUpModule():
+    global server
+    server = harness.Server("download", config={"site": {"name": SITE_NAME, "subscription_update_hours": 12}})
+    try:
+        server.create_admin(*ADMIN)
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+
+
+def tearDownModule():
+    try:
+        server.stop_expect_clean()
+    finally:
+        server.cleanup()
+
+
+def admin_call(method, path, body=None):
+    if "admin" not in _state:
+        res = server.login(*ADMIN)
+        if res.status != 200:
+            raise AssertionError("admin login failed: %r" % res)
+        _state["admin"] = res.json()["access_token"]
+    return server.request(method, path, body=body, headers={"Authorization": "Bearer " + _state["admin"]})
+
+
+def psql(sql):
+    return harness.EmbeddedCluster(server.data_dir).psql(sql, database=server.database_name()).strip()
+
+
+def plan_id():
+    if "plan" not in _state:
+        res = admin_call("POST", "/api/v1/admin/plans",
+                         {"name": "Download plan", "traffic_limit_bytes": 5000, "status": 2, "visible": True})
+        if res.status != 201:
+            raise AssertionError("create plan failed: %r" % res)
+        _state["plan"] = res.json()["plan"]["id"]
+    return _state["plan"]
+
+
+def new_subscription():
+    """A fresh user with one active subscription; returns the subscription object."""
+    _state["counter"] += 1
+    address = "download%d-%d@example.com" % (_state["counter"], os.getpid())
+    res = admin_call("POST", "/api/v1/admin/users", {"email": address, "password": PASSWORD})
+    if res.status != 201:
+        raise AssertionError("create user failed: %r" % res)
+    res = admin_call("POST", "/api/v1/admin/subscriptions",
+                     {"user_id": res.json()["user"]["id"], "plan_id": plan_id()})
+    if res.status != 201:
+        raise AssertionError("create subscription failed: %r" % res)
+    return res.json()["subscription"]
+
+
+def download(token, user_agent=None, query="", headers=None, short=False):
+    path = ("/s/%s" if short else "/api/v1/subscriptions/%s") % token
+    all_headers = dict(headers or {})
+    if user_agent is not None:
+        all_headers["User-Agent"] = user_agent
+    return server.request("GET", path + query, headers=all_headers)
+
+
+def userinfo(res):
+    fields = {}
+    for part in res.header("subscription-userinfo").split(";"):
+        key, _, value = part.strip().partition("=")
+        fields[key] = int(value)
+    return fields
+
+
+class ClientFormats(unittest.TestCase):
+    def test_fc03_user_agents_pick_their_format(self):
+        token = new_subscription()["token"]
+        for agent, name in FC03:
+            with self.subTest(agent=agent):
+                res = download(token, agent)
+                self.assertEqual(res.status, 200, res)
+                self.assertEqual(res.header("content-type"), CONTENT_TYPES[name])
+                if name == "sing-box":
+                    self.assertIn("outbounds", json.loads(res.body.decode("utf-8")))
+                elif name in ("clash-meta", "stash"):
+                    self.assertIn(b"proxies:", res.body)
+
+    def test_flag_overrides_the_user_agent(self):
+        token = new_subscription()["token"]
+        for flag, name in [("clash-meta", "clash-meta"), ("sing-box", "sing-box"), ("sip008", "sip008"),
+                           ("surge", "surge"), ("base64", "base64"), ("v2rayng", "base64")]:
+            with self.subTest(flag=flag):
+                res = download(token, "Stash/2.4", "?flag=" + flag)
+                self.assertEqual(res.status, 200, res)
+                self.assertEqual(res.header("content-type"), CONTENT_TYPES[name])
+        res = download(token, "Stash/2.4", "?format=sing-box")
+        self.assertEqual(res.header("content-type"), "application/json")
+        res = download(token, None, "?flag=sip008")
+        self.assertEqual(json.loads(res.body.decode("utf-8")).get("version"), 1)
+
+    def test_short_alias_gives_the_same_file(self):
+        token = new_subscription()["token"]
+        long_res = download(token, "ClashMeta/1.19.28; mihomo/1.19.28")
+        short_res = download(token, "ClashMeta/1.19.28; mihomo/1.19.28", short=True)
+        self.assertEqual(short_res.status, 200, short_res)
+        self.assertEqual(short_res.body, long_res.body)
+        self.assertEqual(short_res.header("etag"), long_res.header("etag"))
+
+
+class Headers(unittest.TestCase):
+    def test_etag_and_not_modified(self):
+        token = new_subscription()["token"]
+        res = download(token, "Stash/2.4")
+        etag = res.header("etag")
+        self.assertRegex(etag, r'^"[0-9a-f]{64}"$')
+        for value in [etag, "W/" + etag, '"nope", ' + etag, "*"]:
+            with self.subTest(if_none_match=value):
+                again = download(token, "Stash/2.4", headers={"If-None-Match": value})
+                self.assertEqual(again.status, 304, again)
+                self.assertEqual(again.body, b"")
+                self.assertEqual(again.header("etag"), etag)
+        changed = download(token, "Stash/2.4", headers={"If-None-Match": '"0000"'})
+        self.assertEqual(changed.status, 200)
+        other = download(token, "Stash/2.4", "?flag=sing-box", headers={"If-None-Match": etag})
+        self.assertEqual(other.status, 200)
+        self.assertNotEqual(other.header("etag"), etag)
+
+    def test_userinfo_interval_and_disposition(self):
+        sub = new_subscription()
+        psql("UPDATE subscriptions SET traffic_used_bytes = 1234, traffic_total_bytes = 5000,"
+             " expires_at = to_timestamp(4102444800) WHERE id = %d" % sub["id"])
+        res = download(sub["token"], "ClashMeta/1.19.28; mihomo/1.19.28")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(userinfo(res), {"upload": 0, "download": 1234, "total": 5000, "expire": 4102444800})
+        self.assertEqual(res.header("profile-update-interval"), "12")
+        disposition = res.header("content-disposition")
+        match = re.fullmatch(r'attachment; filename="([ -~]*)"; filename\*=UTF-8\'\'(\S+)', disposition)
+        self.assertIsNotNone(match, disposition)
+        self.assertEqual(match.group(1), "___ Cloud")
+        self.assertEqual(urllib.parse.unquote(match.group(2), errors="strict"), SITE_NAME)
+
+    def test_unknown_token_is_not_found(self):
+        for token in ["AAAAAAAAAAAAAAAAAAAAAA", "short", "x" * 64]:
+            with self.subTest(token=token):
+                res = download(token, "Stash/2.4")
+                self.assertEqual(res.status, 404, res)
+                self.assertEqual(res.json()["error"], "not_found")
+                self.assertIsNone(res.header("subscription-userinfo"))
+
+    def test_token_rate_limit(self):
+        token = new_subscription()["token"]
+        # the bucket refills one token every 2 s, so a slow run (valgrind) may get a few more than the burst
+        allowed = 0
+        res = download(token, "Shadowrocket/2.2")
+        while res.status == 200 and allowed < 45:
+            allowed += 1
+            res = download(token, "Shadowrocket/2.2")
+        self.assertGreaterEqual(allowed, 30)
+        self.assertEqual(res.status, 429, res)
+        self.assertEqual(res.json()["error"], "too_many_requests")
+        self.assertGreaterEqual(int(res.header("retry-after")), 1)
+        self.assertEqual(download(new_subscription()["token"], "Shadowrocket/2.2").status, 200)
+
+    def test_reset_token_stops_the_old_one(self):
+        sub = new_subscription()
+        res = admin_call("POST", "/api/v1/admin/subscriptions/%d/reset-token" % sub["id"])
+        if res.status not in (200, 201):
+            self.skipTest("token reset route answered %d" % res.status)
+        self.assertEqual(download(sub["token"]).status, 404)
+
+
+class BlockedSubscriptions(unittest.TestCase):
+    def info_names(self, token, agent, query=""):
+        res = download(token, agent, query)
+        self.assertEqual(res.status, 200, res)
+        if res.header("content-type") == "application/json":
+            doc = json.loads(res.body.decode("utf-8"))
+            if "servers" in doc:
+                return [s["remarks"] for s in doc["servers"]]
+            return [o["tag"] for o in doc["outbounds"] if o.get("type") == "shadowsocks"]
+        text = res.body.decode("utf-8")
+        if text.startswith("proxies:") or "\nproxies:" in text or text.startswith("port") or "proxies:" in text:
+            return re.findall(r'name: "([^"]*)"', text.split("proxy-groups:")[0])
+        links = base64.b64decode(text).decode("utf-8").split()
+        return [urllib.parse.unquote(link.split("#", 1)[1]) for link in links]
+
+    def test_disabled_gets_one_informational_entry(self):
+        sub = new_subscription()
+        res = admin_call("POST", "/api/v1/admin/subscriptions/%d/disable" % sub["id"], {})
+        self.assertEqual(res.status, 200, res)
+        for agent, query in [("Shadowrocket/2.2", ""), ("ClashMeta/1.19.28; mihomo/1.19.28", ""),
+                             ("SFI/1.12.1 (Build 1; sing-box 1.11.3; language en_US)", ""), (None, "?flag=sip008")]:
+            with self.subTest(agent=agent, query=query):
+                names = self.info_names(sub["token"], agent, query)
+                self.assertEqual(len(names), 1, names)
+                self.assertIn("disabled", names[0])
+
+    def test_expired_gets_one_informational_entry(self):
+        sub = new_subscription()
+        psql("UPDATE subscriptions SET expires_at = now() - interval '1 day' WHERE id = %d" % sub["id"])
+        names = self.info_names(sub["token"], "ClashMeta/1.19.28; mihomo/1.19.28")
+        self.assertEqual(len(names), 1, names)
+        self.assertIn("expired", names[0])
+        res = download(sub["token"], "Shadowrocket/2.2")
+        self.assertLess(0, userinfo(res)["expire"])
+        self.assertLess(userinfo(res)["expire"], time.time())
+
+    def test_quota_used_up_gets_one_informational_entry(self):
+        sub = new_subscription()
+        psql("UPDATE subscriptions SET traffic_total_bytes = 100, traffic_used_bytes = 100 WHERE id = %d" % sub["id"])
+        names = self.info_names(sub["token"], "Shadowrocket/2.2")
+        self.assertEqual(len(names), 1, names)
+        self.assertIn("quota", names[0])
+
+    def test_active_subscription_has_no_entries_yet(self):
+        sub = new_subscription()
+        res = download(sub["token"], "Shadowrocket/2.2")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(base64.b64decode(res.body), b"")
+
+
+class Browsers(unittest.TestCase):
+    BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+    def test_browser_gets_a_page_in_its_language(self):
+        token = new_subscription()["token"]
+        for language, needle in [("en-US,en;q=0.9", "import"), ("zh-CN,zh;q=0.9", "导入")]:
+            with self.subTest(language=language):
+                res = download(token, self.BROWSER,
+                               headers={"Accept": "text/html,application/xhtml+xml", "Accept-Language": language})
+                self.assertEqual(res.status, 200, res)
+                self.assertEqual(res.header("content-type"), "text/html; charset=utf-8")
+                body = res.body.decode("utf-8")
+                self.assertIn(needle, body)
+                self.assertIn("云加速", body)
+                self.assertNotIn("ss://", body)
+                self.assertIsNone(res.header("subscription-userinfo"))
+
+    def test_flag_beats_the_browser(self):
+        token = new_subscription()["token"]
+        res = download(token, self.BROWSER, "?flag=clash-meta", headers={"Accept": "text/html"})
+        self.assertEqual(res.header("content-type"), "text/yaml; charset=utf-8")
+
+
+if __name__ == "__main__":
+    unittest.main()

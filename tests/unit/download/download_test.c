@@ -1,0 +1,73 @@
+/* If-None-Match matching and the Content-Disposition value of the download module. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <string.h>
+
+#include "download/download.h"
+#include "errors.gen.h"
+
+static void download__etag_matches_table_matches(void **state)
+{
+    static const struct {
+        const char *header;
+        int match;
+    } cases[] = {
+        {"\"abc\"", 1},
+        {"W/\"abc\"", 1},
+        {"\"x\", \"abc\"", 1},
+        {"\"x\",W/\"abc\" ", 1},
+        {"*", 1},
+        {"\"abcd\"", 0},
+        {"\"ab\"", 0},
+        {"abc", 0},
+        {"", 0},
+        {NULL, 0},
+        {"\"x\", \"y\"", 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(znp_download_etag_matches(cases[i].header, "\"abc\""), cases[i].match);
+}
+
+static void download__content_disposition_table_matches(void **state)
+{
+    static const struct {
+        const char *name, *value;
+    } cases[] = {
+        {"znp", "attachment; filename=\"znp\""},
+        {"My \"Site\"", "attachment; filename=\"My Site\""},
+        {"云加速", "attachment; filename=\"___\"; filename*=UTF-8''%E4%BA%91%E5%8A%A0%E9%80%9F"},
+        {"A 云", "attachment; filename=\"A _\"; filename*=UTF-8''A%20%E4%BA%91"},
+    };
+    char out[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(znp_download_content_disposition(out, sizeof(out), cases[i].name), 0);
+        assert_string_equal(out, cases[i].value);
+    }
+}
+
+static void download__content_disposition_small_buffer_fails(void **state)
+{
+    char out[16];
+
+    (void)state;
+    assert_int_equal(znp_download_content_disposition(out, sizeof(out), "a rather long site name"), ZNP_E_INTERNAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(download__etag_matches_table_matches),
+        cmocka_unit_test(download__content_disposition_table_matches),
+        cmocka_unit_test(download__content_disposition_small_buffer_fails),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
