@@ -9,7 +9,7 @@
  * spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/download.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
- * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 2256342e4105); template
+ * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 7286333910e4); template
  * openapi.gen.c.j2. Do not edit.
  */
 #include "openapi.gen.h"
@@ -145,7 +145,7 @@ const char znp_openapi_json[] =
     "            \"type\": \"object\"\n"
     "          },\n"
     "          \"status\": {\n"
-    "            \"description\": \"1 active, 2 disabled, 3 expired.\",\n"
+    "            \"description\": \"1 active, 2 disabled, 3 expired, 4 traffic quota used up (set and cleared by the subscriptions.expire scheduled job).\",\n"
     "            \"format\": \"int32\",\n"
     "            \"type\": \"integer\"\n"
     "          },\n"
@@ -3689,7 +3689,7 @@ const char znp_openapi_json[] =
     "            \"type\": \"string\"\n"
     "          },\n"
     "          \"status\": {\n"
-    "            \"description\": \"1 active, 3 expired (disabled subscriptions are not listed).\",\n"
+    "            \"description\": \"1 active, 3 expired, 4 traffic quota used up (disabled subscriptions are not listed).\",\n"
     "            \"format\": \"int32\",\n"
     "            \"type\": \"integer\"\n"
     "          },\n"
@@ -6136,12 +6136,12 @@ const char znp_openapi_json[] =
     "            }\n"
     "          },\n"
     "          {\n"
-    "            \"description\": \"1 active, 3 expired; absent or 0 lists both. Disabled subscriptions are never listed.\",\n"
+    "            \"description\": \"1 active, 3 expired, 4 traffic quota used up; absent or 0 lists all three. Disabled subscriptions are never listed.\",\n"
     "            \"in\": \"query\",\n"
     "            \"name\": \"status\",\n"
     "            \"schema\": {\n"
     "              \"format\": \"int32\",\n"
-    "              \"maximum\": 3,\n"
+    "              \"maximum\": 4,\n"
     "              \"minimum\": 0,\n"
     "              \"type\": \"integer\"\n"
     "            }\n"
@@ -10212,12 +10212,12 @@ const char znp_openapi_json[] =
     "            }\n"
     "          },\n"
     "          {\n"
-    "            \"description\": \"1 active, 2 disabled, 3 expired; absent or 0 lists all.\",\n"
+    "            \"description\": \"1 active, 2 disabled, 3 expired, 4 traffic quota used up; absent or 0 lists all.\",\n"
     "            \"in\": \"query\",\n"
     "            \"name\": \"status\",\n"
     "            \"schema\": {\n"
     "              \"format\": \"int32\",\n"
-    "              \"maximum\": 3,\n"
+    "              \"maximum\": 4,\n"
     "              \"minimum\": 0,\n"
     "              \"type\": \"integer\"\n"
     "            }\n"

@@ -9,7 +9,7 @@
  * spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/download.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
- * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 2256342e4105); template
+ * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 7286333910e4); template
  * schemas.gen.c.j2. Do not edit.
  */
 #include <stddef.h>
@@ -7342,7 +7342,7 @@ static const znp_field_t list_admin_subscriptions_request__fields[] = {
         .offset = offsetof(znp_list_admin_subscriptions_request_t, status),
         .presence_offset = offsetof(znp_list_admin_subscriptions_request_t, has.status),
         .min = INT64_C(0),
-        .max = INT64_C(3),
+        .max = INT64_C(4),
     },
     {
         .name = "user_id",
@@ -7668,7 +7668,7 @@ static const znp_field_t list_user_subscriptions_request__fields[] = {
         .offset = offsetof(znp_list_user_subscriptions_request_t, status),
         .presence_offset = offsetof(znp_list_user_subscriptions_request_t, has.status),
         .min = INT64_C(0),
-        .max = INT64_C(3),
+        .max = INT64_C(4),
     },
 };
 

@@ -78,6 +78,19 @@ int znp_auth__tokens_issue(znp_ctx_t *ctx, const znp_auth_user_t *user, const ch
 int znp_auth__record_failure(znp_ctx_t *ctx, const znp_auth_user_t *user);
 
 /*
+ * The per-client-IP sign-in limit (auth.ip_failure_limit per
+ * auth.ip_failure_window_s, in PostgreSQL). znp_auth__ip_check returns 0, or
+ * ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set to the seconds left
+ * in the window, or a database error; call it before verifying anything.
+ * znp_auth__ip_record_failure counts one failed sign-in from ctx->client_ip
+ * in its own statement, audits auth.login.ip_limited when the count reaches
+ * the limit, and only logs its own failures. Both do nothing when the limit
+ * is off or the client IP is unknown.
+ */
+int znp_auth__ip_check(znp_ctx_t *ctx);
+void znp_auth__ip_record_failure(znp_ctx_t *ctx);
+
+/*
  * Finish a sign-in inside the caller's open transaction: reset the failure
  * counter, set last_login_at and issue the token pair into *out. Returns
  * ZNP_E_ACCOUNT_LOCKED or ZNP_E_ACCOUNT_DISABLED when a lock or a status

@@ -201,6 +201,11 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
     znp_auth_user_t user;
     int found = 0, mfa_enabled = 0, rc;
 
+    /* an address with too many recent failures is refused before any hashing */
+    rc = znp_auth__ip_check(ctx);
+    if (rc != 0)
+        return rc;
+
     /* find the account, treating a malformed email as an unknown one */
     if (znp_auth_normalize_email(email, sizeof(email), req->body.email, &ignored) == 0) {
         rc = znp_auth__user_find_by_email(&user, &found, ctx->db, email, ctx->request_id);
@@ -211,6 +216,7 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
     /* verify the password, spending the same time on unknown emails */
     if (!found) {
         (void)znp_password_verify_dummy(ctx->config, password, password_len);
+        znp_auth__ip_record_failure(ctx);
         audit_login(ctx, "auth.login.failed", 0, email[0] != '\0' ? email : NULL, "unknown_email");
         return ZNP_E_INVALID_CREDENTIALS;
     }
@@ -220,10 +226,13 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
 
     /* a locked account stays locked whatever the password */
     if (user.lock_seconds > 0) {
+        if (rc != 0)
+            znp_auth__ip_record_failure(ctx);
         audit_login(ctx, "auth.login.failed", user.id, user.email, "locked");
         return znp_auth__locked(ctx, user.lock_seconds);
     }
     if (rc != 0) {
+        znp_auth__ip_record_failure(ctx);
         rc = znp_auth__record_failure(ctx, &user);
         audit_login(ctx, "auth.login.failed", user.id, user.email, "invalid_credentials");
         if (rc == ZNP_E_ACCOUNT_LOCKED)

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "download/download.h"
 #include "grpc/server.h"
 #include "http/server.h"
 #include "jobs/jobs.h"
@@ -34,6 +35,7 @@
 #include "runtime/pool.h"
 #include "runtime/watcher.h"
 #include "security/security.h"
+#include "subscriptions/subscriptions.h"
 #include "system/site.h"
 #include "znp_version.h"
 
@@ -171,6 +173,24 @@ static void refresh_site(void *data, PGconn *db)
 {
     znp_site_cache_refresh(db, data);
     znp_security_cache_refresh(db, data);
+    /* site settings appear in every file, and notifications sent while disconnected are lost */
+    znp_download_cache_clear();
+}
+
+/* NOTIFY znp_subscriptions carries one subscription id; anything else drops every cached file. */
+static void subscription_changed(void *data, const char *channel, const char *payload)
+{
+    char *end = NULL;
+    long long id;
+
+    (void)data;
+    (void)channel;
+    errno = 0;
+    id = strtoll(payload, &end, 10);
+    if (errno != 0 || end == payload || *end != '\0' || id <= 0)
+        znp_download_cache_clear();
+    else
+        znp_download_cache_forget((int64_t)id);
 }
 
 /* Database work before any thread: migrations, the demo seed and the first site-cache load. */
@@ -224,7 +244,8 @@ static void format_address(char *out, size_t out_size, const char *configured, i
 /* Threads and listeners, after the database is ready. */
 static int start_servers(server_t *s)
 {
-    znp_watcher_options_t watcher_options = {.dsn = s->dsn, .on_refresh = refresh_site, .data = s->config};
+    znp_watcher_options_t watcher_options = {.dsn = s->dsn, .on_refresh = refresh_site,
+                                             .on_notify = subscription_changed, .data = s->config};
     char http_address[300], grpc_address[300];
 
     znp_health_init();
@@ -244,6 +265,11 @@ static int start_servers(server_t *s)
     }
     if (znp_pool_create(&s->pool, s->config, s->dsn, s->config->server.workers) != 0) {
         cli_error("could not start the worker pool");
+        return CLI_EXIT_RUNTIME;
+    }
+    if (znp_jobs_schedule(ZNP_SUBSCRIPTIONS_EXPIRE_JOB, s->config->jobs.expire_interval_s, znp_subscriptions_expire) !=
+        0) {
+        cli_error("could not schedule %s", ZNP_SUBSCRIPTIONS_EXPIRE_JOB);
         return CLI_EXIT_RUNTIME;
     }
     if (znp_jobs_runner_start(&s->jobs, s->config, s->dsn, s->config->jobs.threads) != 0) {

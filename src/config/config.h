@@ -60,6 +60,8 @@ typedef struct znp_config_auth {
     uint32_t argon2_parallelism; /* default 1 */
     uint32_t lockout_max_attempts; /* default 5; 0 disables lockout */
     uint32_t lockout_minutes;   /* default 15 */
+    uint32_t ip_failure_limit;  /* failed sign-ins per client IP per window, all instances; default 50; 0 = off */
+    uint32_t ip_failure_window_s; /* default 900 */
 } znp_config_auth_t;
 
 typedef struct znp_config_security {
@@ -83,7 +85,13 @@ typedef struct znp_config_log {
 typedef struct znp_config_jobs {
     uint32_t threads;           /* job runner threads, each with its own connection; default 1, 0 = no runner */
     uint32_t poll_interval_ms;  /* queue poll when no notification arrives; default 1000 */
+    uint32_t expire_interval_s; /* seconds between runs of the subscriptions.expire scheduled job; default 60 */
 } znp_config_jobs_t;
+
+typedef struct znp_config_download {
+    uint32_t cache_entries; /* rendered subscription files kept in memory; default 10000, 0 = no cache */
+    uint32_t cache_ttl_s;   /* longest a cached file is served; default 60, 0 = no cache */
+} znp_config_download_t;
 
 typedef struct znp_config_mail {
     char *smtp_url;             /* smtp://HOST:PORT or smtps://HOST:PORT; NULL = mail disabled */
@@ -183,6 +191,7 @@ typedef struct znp_config {
     znp_config_site_t site;
     znp_config_log_t log;
     znp_config_jobs_t jobs;
+    znp_config_download_t download;
     znp_config_mail_t mail;
     znp_config_cors_t cors;
     znp_config_rate_limits_t rate_limits;

@@ -67,6 +67,8 @@ static const cyaml_schema_field_t auth_fields[] = {
     CYAML_FIELD_UINT("argon2_parallelism", CYAML_FLAG_OPTIONAL, znp_config_auth_t, argon2_parallelism),
     CYAML_FIELD_UINT("lockout_max_attempts", CYAML_FLAG_OPTIONAL, znp_config_auth_t, lockout_max_attempts),
     CYAML_FIELD_UINT("lockout_minutes", CYAML_FLAG_OPTIONAL, znp_config_auth_t, lockout_minutes),
+    CYAML_FIELD_UINT("ip_failure_limit", CYAML_FLAG_OPTIONAL, znp_config_auth_t, ip_failure_limit),
+    CYAML_FIELD_UINT("ip_failure_window_s", CYAML_FLAG_OPTIONAL, znp_config_auth_t, ip_failure_window_s),
     CYAML_FIELD_END,
 };
 
@@ -126,6 +128,13 @@ static const cyaml_schema_field_t log_fields[] = {
 static const cyaml_schema_field_t jobs_fields[] = {
     CYAML_FIELD_UINT("threads", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, threads),
     CYAML_FIELD_UINT("poll_interval_ms", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, poll_interval_ms),
+    CYAML_FIELD_UINT("expire_interval_s", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, expire_interval_s),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t download_fields[] = {
+    CYAML_FIELD_UINT("cache_entries", CYAML_FLAG_OPTIONAL, znp_config_download_t, cache_entries),
+    CYAML_FIELD_UINT("cache_ttl_s", CYAML_FLAG_OPTIONAL, znp_config_download_t, cache_ttl_s),
     CYAML_FIELD_END,
 };
 
@@ -217,6 +226,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("rate_limits", CYAML_FLAG_OPTIONAL, znp_config_t, rate_limits, rate_limits_fields),
     CYAML_FIELD_MAPPING("admin", CYAML_FLAG_OPTIONAL, znp_config_t, admin, admin_fields),
     CYAML_FIELD_MAPPING("jobs", CYAML_FLAG_OPTIONAL, znp_config_t, jobs, jobs_fields),
+    CYAML_FIELD_MAPPING("download", CYAML_FLAG_OPTIONAL, znp_config_t, download, download_fields),
     CYAML_FIELD_MAPPING("mail", CYAML_FLAG_OPTIONAL, znp_config_t, mail, mail_fields),
     CYAML_FIELD_END,
 };
@@ -268,6 +278,8 @@ static const struct key_meta {
     {"auth.argon2_parallelism", "1", 0},
     {"auth.lockout_max_attempts", "5", 0},
     {"auth.lockout_minutes", "15", 0},
+    {"auth.ip_failure_limit", "50", 0},
+    {"auth.ip_failure_window_s", "900", 0},
     {"registration.mode", "open", 0},
     {"registration.require_email_verification", "true", 0},
     {"registration.default_roles", "user", 0},
@@ -335,6 +347,9 @@ static const struct key_meta {
     {"admin.burst", "0", 0},
     {"jobs.threads", "1", 0},
     {"jobs.poll_interval_ms", "1000", 0},
+    {"jobs.expire_interval_s", "60", 0},
+    {"download.cache_entries", "10000", 0},
+    {"download.cache_ttl_s", "60", 0},
     {"mail.smtp_url", NULL, CONFIG_NULLABLE},
     {"mail.starttls", "required", 0},
     {"mail.username", NULL, CONFIG_NULLABLE},

@@ -283,6 +283,9 @@ static int check_auth(const znp_config_t *config, znp_config_error_t *err)
     if (a->lockout_max_attempts > 0 && a->lockout_minutes == 0)
         return fail(err, config, "auth.lockout_minutes",
                     "auth.lockout_minutes must be greater than 0 while auth.lockout_max_attempts is set");
+    if (a->ip_failure_limit > 0 && a->ip_failure_window_s == 0)
+        return fail(err, config, "auth.ip_failure_window_s",
+                    "auth.ip_failure_window_s must be greater than 0 while auth.ip_failure_limit is set");
     return 0;
 }
 
@@ -359,6 +362,12 @@ static int check_jobs_and_mail(const znp_config_t *config, znp_config_error_t *e
         return fail(err, config, "jobs.threads", "jobs.threads must be at most %d (0 = no job runner)", THREADS_MAX);
     if (config->jobs.poll_interval_ms < 10)
         return fail(err, config, "jobs.poll_interval_ms", "jobs.poll_interval_ms must be at least 10");
+    if (config->download.cache_entries > 10000000)
+        return fail(err, config, "download.cache_entries", "download.cache_entries must be at most 10000000");
+    if (config->download.cache_ttl_s > 3600)
+        return fail(err, config, "download.cache_ttl_s", "download.cache_ttl_s must be at most 3600");
+    if (config->jobs.expire_interval_s < 1 || config->jobs.expire_interval_s > 86400)
+        return fail(err, config, "jobs.expire_interval_s", "jobs.expire_interval_s must be from 1 to 86400");
     if (m->smtp_url != NULL && strncmp(m->smtp_url, "smtp://", 7) != 0 && strncmp(m->smtp_url, "smtps://", 8) != 0)
         return fail(err, config, "mail.smtp_url",
                     "invalid value for mail.smtp_url: expected smtp://HOST:PORT (STARTTLS) or smtps://HOST:PORT");

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/sql.h"
 #include "core/log.h"
@@ -25,6 +26,7 @@
 #include "operations.gen.h"
 #include "protect/protect.h"
 #include "system/site.h"
+#include "template/template.h"
 
 #define LOG_MODULE  "download"
 #define TOKEN_CHARS 22 /* 128 bits in base64url without padding */
@@ -58,6 +60,7 @@ typedef struct subscription {
     int64_t total_bytes; /* 0 = unlimited */
     int64_t used_bytes;
     int expired; /* expires_at has passed by the database clock */
+    int64_t template_id; /* 0 when the subscription names no template */
 } subscription_t;
 
 /* A rendered response body, owned here, with its static content type. */
@@ -120,7 +123,7 @@ static int load_subscription(znp_ctx_t *ctx, const char *token, subscription_t *
 {
     static const char sql[] = "SELECT id, status, token, coalesce(extract(epoch FROM expires_at)::bigint, 0),"
                               " traffic_total_bytes, traffic_used_bytes,"
-                              " expires_at IS NOT NULL AND expires_at <= now()"
+                              " expires_at IS NOT NULL AND expires_at <= now(), coalesce(template_id, 0)"
                               " FROM subscriptions WHERE token = $1";
     const char *params[1] = {token};
     PGresult *res = NULL;
@@ -149,6 +152,7 @@ static int load_subscription(znp_ctx_t *ctx, const char *token, subscription_t *
     out->total_bytes = znp_sql_int64(res, 0, 4);
     out->used_bytes = znp_sql_int64(res, 0, 5);
     out->expired = znp_sql_bool(res, 0, 6);
+    out->template_id = znp_sql_int64(res, 0, 7);
 
 cleanup:
     PQclear(res);
@@ -332,6 +336,327 @@ static int render_file(znp_ctx_t *ctx, rendered_t *out, const znp_formats_client
     return 0;
 }
 
+/*
+ * The template context of reference section 12.3 for subscription `id`, as
+ * JSON text built by the database, without `template`. It has the keys of
+ * the sample data src/templates checks a template against at publish, and
+ * test_download.py checks that the two keep the same keys.
+ * NOTE: protocol entries do not exist yet, so nodes and protocol_bindings
+ * are empty and user_identity carries no protocol credential.
+ */
+static const char CONTEXT_SQL[] =
+    "SELECT jsonb_build_object("
+    " 'subscription', jsonb_build_object('id', s.id, 'name', s.name, 'plan', s.plan_name, 'plan_id', s.plan_id,"
+    "  'plan_snapshot', s.plan_snapshot,"
+    "  'status', CASE s.status WHEN 1 THEN 'active' WHEN 2 THEN 'disabled' ELSE 'expired' END, 'token', s.token,"
+    "  'expires_at', coalesce(to_char(s.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''),"
+    "  'traffic_total_bytes', s.traffic_total_bytes, 'traffic_used_bytes', s.traffic_used_bytes,"
+    "  'traffic_remaining_bytes', CASE WHEN s.traffic_total_bytes > 0"
+    "   THEN greatest(s.traffic_total_bytes - s.traffic_used_bytes, 0) ELSE 0 END,"
+    "  'devices_limit', s.devices_limit, 'available_template_ids', to_jsonb(s.available_template_ids)),"
+    " 'nodes', '[]'::jsonb, 'protocol_bindings', '[]'::jsonb,"
+    " 'user_identity', jsonb_build_object('version', 1, 'status', 'active', 'account_id', u.id, 'account', u.email,"
+    "  'password', '', 'id', u.id, 'uuid', '', 'username', u.email, 'secret', ''),"
+    " 'generated_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))::text"
+    " FROM subscriptions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
+/*
+ * The newest published version of the template this download uses: the
+ * subscription's own template when it is for `client_type`, otherwise the
+ * default template of `client_type`. Drafts (subscription_templates.content)
+ * are never read.
+ */
+static const char TEMPLATE_SQL[] =
+    "SELECT t.id, t.name, v.format, v.version, v.content FROM subscription_templates t"
+    " JOIN LATERAL (SELECT version, content, format FROM subscription_template_versions"
+    "  WHERE template_id = t.id ORDER BY version DESC LIMIT 1) v ON true"
+    " WHERE t.client_type = $2 AND (t.id = $1::bigint OR t.is_default)"
+    " ORDER BY t.id = $1::bigint DESC LIMIT 1";
+
+/* Output bounds for a download: smaller than the engine's defaults, since every client fetch pays them. */
+static const znp_template_limits_t RENDER_LIMITS = {
+    .max_output_bytes = 2u << 20,
+    .max_steps = 500000,
+    .max_depth = 64,
+    .max_memory_bytes = 8u << 20,
+};
+
+/* Build the context of `sub` with `template` set from row 0 of `tmpl_res`. Returns the new reference or NULL. */
+static json_t *template_context(znp_ctx_t *ctx, const subscription_t *sub, const PGresult *tmpl_res)
+{
+    char id_text[24];
+    const char *params[1] = {id_text};
+    PGresult *res = NULL;
+    json_t *root = NULL;
+
+    snprintf(id_text, sizeof(id_text), "%" PRId64, sub->id);
+    if (znp_sql_exec(&res, ctx->db, CONTEXT_SQL, 1, params, ctx->request_id) != 0 || PQntuples(res) != 1)
+        goto cleanup;
+    root = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (root == NULL)
+        goto cleanup;
+    /* json_object_set_new takes the value even when it fails */
+    if (json_object_set_new(root, "template",
+                            json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)znp_sql_int64(tmpl_res, 0, 0), "name",
+                                      PQgetvalue(tmpl_res, 0, 1), "format", PQgetvalue(tmpl_res, 0, 2), "version",
+                                      (json_int_t)znp_sql_int64(tmpl_res, 0, 3))) != 0) {
+        json_decref(root);
+        root = NULL;
+    }
+
+cleanup:
+    PQclear(res);
+    return root;
+}
+
+/* The newest published version that applies, as *out with 0 or 1 rows (owned). Returns 0 or a database error. */
+static int find_template(znp_ctx_t *ctx, const znp_formats_client_t *client, const subscription_t *sub, PGresult **out)
+{
+    char id_text[24];
+    const char *params[2] = {id_text, znp_formats_format_name(client->format)};
+
+    snprintf(id_text, sizeof(id_text), "%" PRId64, sub->template_id);
+    return znp_sql_exec(out, ctx->db, TEMPLATE_SQL, 2, params, ctx->request_id);
+}
+
+/*
+ * Render the template version in row 0 of `tmpl_res` into out. Returns 1
+ * when out holds the rendering, or 0 when rendering failed (logged once per
+ * template version; the caller then uses the built-in format).
+ */
+static int render_template(znp_ctx_t *ctx, rendered_t *out, const znp_formats_client_t *client,
+                           const subscription_t *sub, const PGresult *res)
+{
+    static pthread_mutex_t failed_lock = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t failed_id, failed_version; /* the version whose failure was last logged */
+    znp_template_t *tmpl = NULL;
+    znp_template_error_t err = {0};
+    json_t *data = NULL;
+    int64_t id = znp_sql_int64(res, 0, 0), version = znp_sql_int64(res, 0, 3);
+    int rc = 0, log_it;
+
+    if (znp_template_compile(&tmpl, PQgetvalue(res, 0, 4), (size_t)PQgetlength(res, 0, 4), &err) != 0)
+        goto failed;
+    data = template_context(ctx, sub, res);
+    if (data == NULL) {
+        snprintf(err.message, sizeof(err.message), "the data context could not be built");
+        goto failed;
+    }
+    if (znp_template_render(tmpl, data, &RENDER_LIMITS, &out->body, &out->len, &err) != 0)
+        goto failed;
+    out->content_type = znp_formats_content_type(client->format);
+    out->format_name = znp_formats_format_name(client->format);
+    rc = 1;
+    goto cleanup;
+
+failed:
+    pthread_mutex_lock(&failed_lock);
+    log_it = failed_id != id || failed_version != version;
+    failed_id = id;
+    failed_version = version;
+    pthread_mutex_unlock(&failed_lock);
+    if (log_it)
+        ZNP_ERROR(LOG_MODULE, ctx->request_id,
+                  "template %" PRId64 " version %" PRId64 " failed at %d:%d, using the built-in format: %s", id,
+                  version, err.line, err.column, err.message);
+
+cleanup:
+    json_decref(data);
+    znp_template_destroy(tmpl);
+    return rc;
+}
+
+/*
+ * Rendered bodies of active subscriptions, keyed by subscription id, source
+ * (template id and published version, or the built-in format), client
+ * format and locale, so one token can never get another subscription's
+ * body. Entries older than download.cache_ttl_s are never served, which
+ * bounds how long a write on another instance stays unseen; writes on this
+ * instance and NOTIFY znp_subscriptions clear entries sooner. Least recently
+ * used entries go first once download.cache_entries is reached.
+ */
+typedef struct cache_entry {
+    struct cache_entry *prev, *next; /* recency list, most recent first */
+    struct cache_entry *chain;       /* hash bucket */
+    int64_t subscription_id;
+    char *key;
+    char *body;
+    size_t len;
+    const char *content_type; /* static */
+    const char *format_name;  /* static */
+    char etag[68];
+    struct timespec stored;
+} cache_entry_t;
+
+#define CACHE_BUCKETS 4096
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static cache_entry_t *cache_buckets[CACHE_BUCKETS];
+static cache_entry_t *cache_head, *cache_tail;
+static size_t cache_count;
+
+static size_t key_bucket(const char *key)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % CACHE_BUCKETS);
+}
+
+static void unlink_recency(cache_entry_t *e)
+{
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        cache_head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        cache_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void push_front(cache_entry_t *e)
+{
+    e->next = cache_head;
+    e->prev = NULL;
+    if (cache_head != NULL)
+        cache_head->prev = e;
+    cache_head = e;
+    if (cache_tail == NULL)
+        cache_tail = e;
+}
+
+/* Unlink and free `e`; the caller holds cache_lock. */
+static void drop_entry(cache_entry_t *e)
+{
+    cache_entry_t **link = &cache_buckets[key_bucket(e->key)];
+
+    while (*link != NULL && *link != e)
+        link = &(*link)->chain;
+    if (*link == e)
+        *link = e->chain;
+    unlink_recency(e);
+    cache_count--;
+    free(e->key);
+    free(e->body);
+    free(e);
+}
+
+static double age_seconds(const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+/* Copy the fresh entry of `key` into out and etag. Returns 1 on a hit, 0 otherwise. */
+static int cache_get(const znp_config_t *config, const char *key, rendered_t *out, char etag[68])
+{
+    int hit = 0;
+
+    if (config->download.cache_entries == 0 || config->download.cache_ttl_s == 0)
+        return 0;
+    pthread_mutex_lock(&cache_lock);
+    for (cache_entry_t *e = cache_buckets[key_bucket(key)]; e != NULL; e = e->chain) {
+        if (strcmp(e->key, key) != 0)
+            continue;
+        if (age_seconds(&e->stored) >= (double)config->download.cache_ttl_s) {
+            drop_entry(e);
+            break;
+        }
+        out->body = malloc(e->len + 1);
+        if (out->body == NULL)
+            break;
+        memcpy(out->body, e->body, e->len + 1);
+        out->len = e->len;
+        out->content_type = e->content_type;
+        out->format_name = e->format_name;
+        memcpy(etag, e->etag, sizeof(e->etag));
+        unlink_recency(e);
+        push_front(e);
+        hit = 1;
+        break;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return hit;
+}
+
+/* Store a copy of `file` under `key`. Out of memory only skips the store. */
+static void cache_put(const znp_config_t *config, int64_t subscription_id, const char *key, const rendered_t *file,
+                      const char *etag)
+{
+    cache_entry_t *e;
+    size_t bucket = key_bucket(key);
+
+    if (config->download.cache_entries == 0 || config->download.cache_ttl_s == 0)
+        return;
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return;
+    e->key = strdup(key);
+    e->body = malloc(file->len + 1);
+    if (e->key == NULL || e->body == NULL) {
+        free(e->key);
+        free(e->body);
+        free(e);
+        return;
+    }
+    memcpy(e->body, file->body, file->len);
+    e->body[file->len] = '\0';
+    e->len = file->len;
+    e->subscription_id = subscription_id;
+    e->content_type = file->content_type;
+    e->format_name = file->format_name;
+    memcpy(e->etag, etag, sizeof(e->etag));
+    clock_gettime(CLOCK_MONOTONIC, &e->stored);
+
+    pthread_mutex_lock(&cache_lock);
+    for (cache_entry_t *old = cache_buckets[bucket]; old != NULL; old = old->chain) {
+        if (strcmp(old->key, key) == 0) {
+            drop_entry(old);
+            break;
+        }
+    }
+    while (cache_count >= config->download.cache_entries && cache_tail != NULL)
+        drop_entry(cache_tail);
+    e->chain = cache_buckets[bucket];
+    cache_buckets[bucket] = e;
+    push_front(e);
+    cache_count++;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+void znp_download_cache_forget(int64_t subscription_id)
+{
+    pthread_mutex_lock(&cache_lock);
+    for (cache_entry_t *e = cache_head; e != NULL;) {
+        cache_entry_t *next = e->next;
+
+        if (subscription_id <= 0 || e->subscription_id == subscription_id)
+            drop_entry(e);
+        e = next;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
+void znp_download_cache_clear(void)
+{
+    znp_download_cache_forget(0);
+}
+
+size_t znp_download_cache_size(void)
+{
+    size_t count;
+
+    pthread_mutex_lock(&cache_lock);
+    count = cache_count;
+    pthread_mutex_unlock(&cache_lock);
+    return count;
+}
+
 /* Write the quoted hex SHA-256 of the body into out (67 bytes with the NUL). */
 static void strong_etag(char out[68], const char *body, size_t len)
 {
@@ -478,6 +803,41 @@ static int send_headers(znp_ctx_t *ctx, const subscription_t *sub, const rendere
     return znp_stream_header(stream, "content-disposition", disposition);
 }
 
+/*
+ * The file of an active subscription: from the cache when a fresh entry
+ * exists, else rendered from the published template that applies, or the
+ * built-in format when none applies or it fails. Returns 0 or a negative znp_err.
+ */
+static int render_active(znp_ctx_t *ctx, rendered_t *file, char etag[68], const znp_formats_client_t *client,
+                         const subscription_t *sub)
+{
+    PGresult *tmpl_res = NULL;
+    char key[160];
+    int have_template, rc;
+
+    if ((rc = find_template(ctx, client, sub, &tmpl_res)) != 0)
+        goto cleanup;
+    have_template = PQntuples(tmpl_res) == 1;
+    /* template id and version, or "built-in"; then the client format, whose name is also the template's client type */
+    snprintf(key, sizeof(key), "%" PRId64 "|%s%s%s|%s|%d", sub->id,
+             have_template ? PQgetvalue(tmpl_res, 0, 0) : "built-in", have_template ? ":" : "",
+             have_template ? PQgetvalue(tmpl_res, 0, 3) : "", znp_formats_format_name(client->format),
+             (int)ctx->locale);
+    if (cache_get(ctx->config, key, file, etag))
+        goto cleanup;
+    rc = have_template ? render_template(ctx, file, client, sub, tmpl_res) : 0;
+    if (rc == 1)
+        rc = 0;
+    else if ((rc = render_file(ctx, file, client, sub, REASON_NONE)) != 0)
+        goto cleanup;
+    strong_etag(etag, file->body, file->len);
+    cache_put(ctx->config, sub->id, key, file, etag);
+
+cleanup:
+    PQclear(tmpl_res);
+    return rc;
+}
+
 static int download(znp_ctx_t *ctx, const char *token, const char *flag, const char *format,
                     znp_subscription_download_response_t *resp)
 {
@@ -501,13 +861,20 @@ static int download(znp_ctx_t *ctx, const char *token, const char *flag, const c
     znp_site_cache_get(&site);
     znp_formats_detect(&client, flag != NULL && flag[0] != '\0' ? flag : format, ctx->user_agent, accept);
 
-    if (client.matched_by == ZNP_FORMATS_MATCH_BROWSER)
+    if (client.matched_by == ZNP_FORMATS_MATCH_BROWSER) {
         rc = render_page(&file, site.name, ctx->locale, reason);
-    else
+        if (rc == 0)
+            strong_etag(etag, file.body, file.len);
+    } else if (reason != REASON_NONE) {
+        /* a blocked subscription always gets the built-in file with its informational entry, never a cached one */
         rc = render_file(ctx, &file, &client, &sub, reason);
+        if (rc == 0)
+            strong_etag(etag, file.body, file.len);
+    } else {
+        rc = render_active(ctx, &file, etag, &client, &sub);
+    }
     if (rc != 0)
         goto cleanup;
-    strong_etag(etag, file.body, file.len);
     if ((rc = znp_download_content_disposition(disposition, sizeof(disposition), site.name)) != 0)
         goto cleanup;
 

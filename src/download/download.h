@@ -34,4 +34,14 @@ int znp_download_etag_matches(const char *if_none_match, const char *etag);
  */
 int znp_download_content_disposition(char *out, size_t size, const char *name);
 
+/*
+ * The cache of rendered files (config download.cache_entries and
+ * download.cache_ttl_s). forget drops the entries of one subscription;
+ * clear drops every entry, for writes that can change any file (templates,
+ * plans, site settings). Both are safe from any thread.
+ */
+void znp_download_cache_forget(int64_t subscription_id);
+void znp_download_cache_clear(void);
+size_t znp_download_cache_size(void);
+
 #endif

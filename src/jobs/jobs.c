@@ -49,6 +49,7 @@ struct znp_jobs_runner {
     pthread_t *threads;
     atomic_bool stopping;
     int wake_pipe[2]; /* written once by stop to wake every runner out of poll() */
+    znp_jobs_scheduler_t *scheduler;
 };
 
 static const char SQL_ENQUEUE[] =
@@ -412,6 +413,10 @@ int znp_jobs_runner_start(znp_jobs_runner_t **out, const znp_config_t *config, c
         }
         runner->thread_count++;
     }
+    if (threads > 0 && znp_jobs__scheduler_start(&runner->scheduler, config, dsn) != 0) {
+        ZNP_ERROR(LOG_TAG, NULL, "could not start the scheduler thread");
+        goto cleanup;
+    }
     ZNP_INFO(LOG_TAG, NULL, "job runner started threads=%u poll_interval_ms=%u", threads,
              config->jobs.poll_interval_ms);
     *out = runner;
@@ -430,6 +435,7 @@ void znp_jobs_runner_stop(znp_jobs_runner_t *runner)
     atomic_store(&runner->stopping, true);
     if (runner->wake_pipe[1] >= 0 && write(runner->wake_pipe[1], "x", 1) < 0)
         ZNP_WARN(LOG_TAG, NULL, "could not wake the job runners: %s", strerror(errno));
+    znp_jobs__scheduler_stop(runner->scheduler);
     /* NOTE: a job in progress finishes first, so a stop can take up to mail.timeout_ms */
     for (unsigned i = 0; i < runner->thread_count; i++)
         pthread_join(runner->threads[i], NULL);

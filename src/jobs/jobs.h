@@ -46,6 +46,22 @@ int znp_jobs_register_dead(const char *kind, znp_job_dead_fn on_dead);
  */
 int64_t znp_jobs_backoff_ms(unsigned attempts, uint32_t random);
 
+/*
+ * A scheduled job runs `handler` every `interval_seconds` on one extra runner
+ * thread, inside a transaction that holds pg_try_advisory_xact_lock on a
+ * stable hash of `name` and that moves scheduled_runs.last_run_at to now(),
+ * so across a restart and across instances on one database each job runs
+ * once per interval. Return 0 to commit, or a negative znp_err to roll the
+ * handler's writes back (the next try is one interval later).
+ */
+typedef int (*znp_schedule_fn)(PGconn *db, const znp_config_t *config);
+
+/* Register before znp_jobs_runner_start; no scheduler thread runs when `threads` is 0. Not thread-safe. */
+int znp_jobs_schedule(const char *name, unsigned interval_seconds, znp_schedule_fn handler);
+
+/* The advisory lock key of scheduled job `name`: 64-bit FNV-1a of its bytes. */
+int64_t znp_jobs_schedule_key(const char *name);
+
 typedef struct znp_jobs_runner znp_jobs_runner_t;
 
 /* Start `threads` runner threads on their own connections to `dsn`. *out owned by the caller. */

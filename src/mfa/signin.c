@@ -118,6 +118,11 @@ int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *re
     znp_auth_user_t user;
     int found = 0, rc;
 
+    /* an address with too many recent failures is refused first */
+    rc = znp_auth__ip_check(ctx);
+    if (rc != 0)
+        return rc;
+
     /* the challenge token */
     rc = znp_jwt_verify(&claims, token, strlen(token), ZNP_TOKEN_MFA, auth->issuer, auth->access_secret,
                         znp_auth__key_len(auth->access_secret), znp_auth__now(ctx));
@@ -140,6 +145,7 @@ int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *re
     if (rc == ZNP_E_MFA_CODE_INVALID) {
         ZNP_INFO(LOG_TAG, ctx->request_id, "MFA code rejected at sign-in user=%lld", (long long)user.id);
         (void)mfa__audit(ctx, user.id, "auth.mfa.failed");
+        znp_auth__ip_record_failure(ctx);
         rc = znp_auth__record_failure(ctx, &user);
         if (rc == ZNP_E_INVALID_CREDENTIALS)
             rc = ZNP_E_MFA_CODE_INVALID;

@@ -24,6 +24,7 @@ struct znp_watcher {
     unsigned interval_ms;
     unsigned timeout_ms;
     znp_watcher_refresh_fn on_refresh;
+    znp_watcher_notify_fn on_notify;
     void *data;
 
     int wake_fd; /* eventfd written by znp_watcher_stop */
@@ -226,7 +227,12 @@ static int read_notifications(znp_watcher_t *w)
         return -1;
     }
     while ((notify = PQnotifies(w->conn)) != NULL) {
-        count++;
+        if (strcmp(notify->relname, ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL) == 0) {
+            if (w->on_notify != NULL)
+                w->on_notify(w->data, notify->relname, notify->extra);
+        } else {
+            count++;
+        }
         PQfreemem(notify);
     }
     /* a burst of notifications needs one refresh, not one per message */
@@ -241,7 +247,7 @@ static int read_notifications(znp_watcher_t *w)
 static int establish(znp_watcher_t *w)
 {
     char message[256];
-    char setup[128];
+    char setup[160];
     int rc;
 
     rc = connect_async(w, message, sizeof message);
@@ -258,7 +264,9 @@ static int establish(znp_watcher_t *w)
     }
 
     /* a SET rather than the "options" startup parameter, which connection poolers may reject */
-    snprintf(setup, sizeof setup, "SET statement_timeout = %u; LISTEN " ZNP_WATCHER_CHANNEL, w->timeout_ms);
+    snprintf(setup, sizeof setup,
+             "SET statement_timeout = %u; LISTEN " ZNP_WATCHER_CHANNEL "; LISTEN " ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL,
+             w->timeout_ms);
     if (run_async(w, setup) != 0) {
         lose_connection(w, "session setup (SET, LISTEN) failed");
         w->failures++;
@@ -334,6 +342,7 @@ int znp_watcher_start(znp_watcher_t **out, const znp_watcher_options_t *options)
     w->interval_ms = options->interval_ms != 0 ? options->interval_ms : ZNP_WATCHER_DEFAULT_INTERVAL_MS;
     w->timeout_ms = options->timeout_ms != 0 ? options->timeout_ms : ZNP_WATCHER_DEFAULT_TIMEOUT_MS;
     w->on_refresh = options->on_refresh;
+    w->on_notify = options->on_notify;
     w->data = options->data;
 
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -13,7 +13,9 @@
  * It LISTENs on channel "znp_site_settings" and calls `on_refresh` on the
  * watcher thread with its own connection after every notification and after
  * every successful connect, including the first one, because notifications
- * sent while it was disconnected are lost.
+ * sent while it was disconnected are lost. It also LISTENs on
+ * "znp_subscriptions" and passes each of those notifications, with its
+ * payload, to `on_notify` instead.
  *
  * Call sequence in `znp serve`, with the gRPC server and the pool around it:
  *
@@ -42,9 +44,11 @@
 
 #include <libpq-fe.h>
 
-#define ZNP_WATCHER_CHANNEL             "znp_site_settings"
-#define ZNP_WATCHER_DEFAULT_INTERVAL_MS 1000
-#define ZNP_WATCHER_DEFAULT_TIMEOUT_MS  2000
+#define ZNP_WATCHER_CHANNEL               "znp_site_settings"
+/* Also LISTENed on; its notifications go to on_notify only, not on_refresh. */
+#define ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL "znp_subscriptions"
+#define ZNP_WATCHER_DEFAULT_INTERVAL_MS   1000
+#define ZNP_WATCHER_DEFAULT_TIMEOUT_MS    2000
 
 typedef struct znp_watcher znp_watcher_t;
 
@@ -55,12 +59,16 @@ typedef struct znp_watcher znp_watcher_t;
  */
 typedef void (*znp_watcher_refresh_fn)(void *data, PGconn *db);
 
+/* Runs on the watcher thread for each notification on ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL, with its payload. */
+typedef void (*znp_watcher_notify_fn)(void *data, const char *channel, const char *payload);
+
 typedef struct znp_watcher_options {
     const char *dsn;                   /* libpq connection string; copied */
     unsigned interval_ms;              /* probe period; 0 = ZNP_WATCHER_DEFAULT_INTERVAL_MS */
     unsigned timeout_ms;               /* limit for one connect or probe; 0 = ZNP_WATCHER_DEFAULT_TIMEOUT_MS */
     znp_watcher_refresh_fn on_refresh; /* may be NULL */
-    void *data;                        /* passed to on_refresh */
+    znp_watcher_notify_fn on_notify;   /* may be NULL */
+    void *data;                        /* passed to on_refresh and on_notify */
 } znp_watcher_options_t;
 
 /*

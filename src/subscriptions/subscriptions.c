@@ -18,6 +18,7 @@
 #include "audit/audit.h"
 #include "auth/sql.h"
 #include "core/log.h"
+#include "download/download.h"
 #include "operations.gen.h"
 #include "system/site.h"
 
@@ -200,6 +201,15 @@ static int finish(znp_ctx_t *ctx, int rc)
         rc = znp_sql_commit(ctx->db, ctx->request_id);
     if (rc != 0)
         znp_sql_rollback(ctx->db, ctx->request_id);
+    return rc;
+}
+
+/* finish() for a write that can change subscription `id`'s download, whose cached files then go. */
+static int finish_changed(znp_ctx_t *ctx, int rc, int64_t id)
+{
+    rc = finish(ctx, rc);
+    if (rc == 0)
+        znp_download_cache_forget(id);
     return rc;
 }
 
@@ -507,7 +517,7 @@ int znp_op_update_admin_subscription(znp_ctx_t *ctx, const znp_update_admin_subs
         rc = load(ctx, req->id, &resp->subscription);
     json_decref(diff);
     PQclear(res);
-    return finish(ctx, rc);
+    return finish_changed(ctx, rc, req->id);
 }
 
 int znp_op_disable_admin_subscription(znp_ctx_t *ctx, const znp_disable_admin_subscription_request_t *req,
@@ -530,7 +540,7 @@ int znp_op_disable_admin_subscription(znp_ctx_t *ctx, const znp_disable_admin_su
     if (rc == 0)
         rc = load(ctx, req->id, &resp->subscription);
     json_decref(diff);
-    return finish(ctx, rc);
+    return finish_changed(ctx, rc, req->id);
 }
 
 int znp_op_extend_admin_subscription(znp_ctx_t *ctx, const znp_extend_admin_subscription_request_t *req,
@@ -595,7 +605,7 @@ int znp_op_extend_admin_subscription(znp_ctx_t *ctx, const znp_extend_admin_subs
 cleanup:
     json_decref(diff);
     PQclear(res);
-    return finish(ctx, rc);
+    return finish_changed(ctx, rc, req->id);
 }
 
 int znp_op_reset_admin_subscription_token(znp_ctx_t *ctx, const znp_reset_admin_subscription_token_request_t *req,

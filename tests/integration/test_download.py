@@ -290,3 +290,128 @@ class Browsers(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TemplateDownloadTest(unittest.TestCase):
+    """Published templates: the default for the clash client type renders for a clash User-Agent."""
+
+    TEMPLATES = "/api/v1/admin/subscription-templates"
+    CLASH_UA = "clash/1.18.0"
+    BODY = ("# {{.template.name}} v{{.template.version}} for {{.subscription.id}} {{.user_identity.account}}\n"
+            "# name {{.subscription.name}}\n")
+
+    @classmethod
+    def setUpClass(cls):
+        res = admin_call("POST", cls.TEMPLATES, {"name": "Download clash", "client_type": "clash",
+                                                 "content": cls.BODY, "is_default": True})
+        if res.status != 201:
+            raise AssertionError("create template failed: %r" % res)
+        cls.path = "%s/%d" % (cls.TEMPLATES, res.json()["template"]["id"])
+        res = admin_call("POST", cls.path + "/publish", {})
+        if res.status != 200:
+            raise AssertionError("publish failed: %r" % res)
+        res = admin_call("PATCH", cls.path, {"content": "# draft only\n"})
+        if res.status != 200:
+            raise AssertionError("draft edit failed: %r" % res)
+
+    def published_version(self):
+        return int(psql("SELECT max(v.version) FROM subscription_template_versions v"
+                        " JOIN subscription_templates t ON t.id = v.template_id WHERE t.name = 'Download clash'"))
+
+    def test_published_template_renders_and_draft_does_not(self):
+        sub = new_subscription()
+        res = download(sub["token"], self.CLASH_UA)
+        self.assertEqual(res.status, 200, res)
+        text = res.body.decode("utf-8")
+        self.assertTrue(text.startswith("# Download clash v%d for %d %s\n"
+                                        % (self.published_version(), sub["id"], sub["user"]["email"])), text)
+        self.assertNotIn("draft", text)
+        self.assertEqual(res.header("content-type"), CONTENT_TYPES["clash"])
+        # another client type keeps the built-in format
+        res = download(sub["token"], "Stash/2.4")
+        self.assertNotIn("Download clash", res.body.decode("utf-8"))
+
+    def test_each_token_gets_its_own_body(self):
+        first, second = new_subscription(), new_subscription()
+        for _ in range(2):
+            for sub in (first, second):
+                text = download(sub["token"], self.CLASH_UA).body.decode("utf-8")
+                self.assertIn(" for %d " % sub["id"], text)
+
+    def test_new_version_changes_body_and_etag(self):
+        token = new_subscription()["token"]
+        before = download(token, self.CLASH_UA)
+        self.assertEqual(admin_call("PATCH", self.path, {"content": self.BODY + "# second\n"}).status, 200)
+        self.assertEqual(admin_call("POST", self.path + "/publish", {}).status, 200)
+        after = download(token, self.CLASH_UA)
+        self.assertEqual(after.status, 200, after)
+        self.assertIn("# second", after.body.decode("utf-8"))
+        self.assertNotEqual(before.header("etag"), after.header("etag"))
+        res = download(token, self.CLASH_UA, headers={"If-None-Match": before.header("etag")})
+        self.assertEqual(res.status, 200, res)
+
+    def test_disabled_subscription_stops_getting_the_template(self):
+        sub = new_subscription()
+        self.assertIn("Download clash", download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
+        res = admin_call("PATCH", "/api/v1/admin/subscriptions/%d" % sub["id"], {"status": 2})
+        self.assertEqual(res.status, 200, res)
+        text = download(sub["token"], self.CLASH_UA).body.decode("utf-8")
+        self.assertNotIn("Download clash", text)
+        self.assertIn("Subscription disabled", text)
+
+    def test_cached_file_is_dropped_by_notify(self):
+        sub = new_subscription()
+        self.assertIn("# name %s\n" % sub["name"], download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
+        # a write without a notification is not seen within the TTL: the file comes from the cache
+        psql("UPDATE subscriptions SET name = 'Renamed quietly' WHERE id = %d" % sub["id"])
+        self.assertNotIn("Renamed quietly", download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
+        psql("NOTIFY znp_subscriptions, '%d'" % sub["id"])
+        deadline = time.monotonic() + 5
+        while True:
+            text = download(sub["token"], self.CLASH_UA).body.decode("utf-8")
+            if "# name Renamed quietly\n" in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertIn("# name Renamed quietly\n", text)
+
+    def test_context_has_every_sample_key(self):
+        # each key the publish check's sample data has outside the node list
+        keys = ["subscription." + k for k in (
+            "id", "name", "plan", "plan_id", "plan_snapshot", "status", "token", "expires_at", "traffic_total_bytes",
+            "traffic_used_bytes", "traffic_remaining_bytes", "devices_limit", "available_template_ids")]
+        keys += ["user_identity." + k for k in (
+            "version", "status", "account_id", "account", "password", "id", "uuid", "username", "secret")]
+        keys += ["template.id", "template.name", "template.format", "template.version", "generated_at", "nodes",
+                 "protocol_bindings"]
+        content = "".join("%s={{.%s}}\n" % (k, k) for k in keys)
+        res = admin_call("POST", self.TEMPLATES, {"name": "Download surge", "client_type": "surge",
+                                                  "content": content, "is_default": True})
+        self.assertEqual(res.status, 201, res)
+        tid = res.json()["template"]["id"]
+        res = admin_call("POST", "%s/%d/publish" % (self.TEMPLATES, tid), {})
+        self.assertEqual(res.status, 200, res)
+        sub = new_subscription()
+        text = download(sub["token"], "Surge/5.0").body.decode("utf-8")
+        self.assertNotIn("<no value>", text)
+        self.assertIn("subscription.token=%s\n" % sub["token"], text)
+        self.assertIn("subscription.status=active\n", text)
+        self.assertIn("template.version=1\n", text)
+
+    def test_failing_template_falls_back_to_the_built_in_file(self):
+        token = new_subscription()["token"]
+        built_in = download(token, "Loon/3.0").body
+        res = admin_call("POST", self.TEMPLATES, {"name": "Download loon", "client_type": "loon",
+                                                  "content": "{{range .nodes}}{{end}}ok\n", "is_default": True})
+        self.assertEqual(res.status, 201, res)
+        tid = res.json()["template"]["id"]
+        self.assertEqual(admin_call("POST", "%s/%d/publish" % (self.TEMPLATES, tid), {}).status, 200)
+        self.assertEqual(download(token, "Loon/3.0").body, b"ok\n")
+        # a published version that fails at render time must not reach the client
+        psql("INSERT INTO subscription_template_versions (template_id, version, content, format)"
+             " VALUES (%d, 2, '{{range .nodes}}{{end}}{{len 7}}', 'text')" % tid)
+        res = download(token, "Loon/3.0")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.body, built_in)
+        self.assertEqual(res.header("content-type"), CONTENT_TYPES["loon"])
+        with open(server.log_path, encoding="utf-8") as log:
+            self.assertIn("template %d version 2 failed" % tid, log.read())

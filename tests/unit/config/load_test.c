@@ -53,6 +53,8 @@ static void config__defaults_applied(void **state)
     assert_int_equal(c->auth.argon2_parallelism, 1);
     assert_int_equal(c->auth.lockout_max_attempts, 5);
     assert_int_equal(c->auth.lockout_minutes, 15);
+    assert_int_equal(c->auth.ip_failure_limit, 50);
+    assert_int_equal(c->auth.ip_failure_window_s, 900);
 
     assert_string_equal(c->site.name, "znp");
     assert_string_equal(c->site.logo_url, "");

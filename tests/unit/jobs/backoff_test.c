@@ -1,4 +1,4 @@
-/* The retry delay of failed jobs. */
+/* The retry delay of failed jobs, and the registration and lock keys of scheduled jobs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,11 +37,50 @@ static void jobs__backoff_jitter_stays_in_range(void **state)
     }
 }
 
+/* the key must never change between releases, or two versions would run one job at once */
+static void jobs__schedule_key_is_stable(void **state)
+{
+    static const struct {
+        const char *name;
+        int64_t key;
+    } cases[] = {
+        {"", INT64_C(-3750763034362895579)},
+        {"a", INT64_C(-5808556873153909620)},
+        {"subscriptions.expire", INT64_C(3586093691172634750)},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(znp_jobs_schedule_key(cases[i].name), cases[i].key);
+}
+
+static int noop_schedule(PGconn *db, const znp_config_t *config)
+{
+    (void)db;
+    (void)config;
+    return 0;
+}
+
+static void jobs__schedule_rejects_bad_registrations(void **state)
+{
+    (void)state;
+    assert_int_equal(znp_jobs_schedule("unit.first", 1, noop_schedule), 0);
+    assert_int_not_equal(znp_jobs_schedule("unit.first", 5, noop_schedule), 0);
+    assert_int_not_equal(znp_jobs_schedule("", 5, noop_schedule), 0);
+    assert_int_not_equal(znp_jobs_schedule("unit.zero", 0, noop_schedule), 0);
+    assert_int_not_equal(znp_jobs_schedule("unit.none", 5, NULL), 0);
+    assert_int_not_equal(znp_jobs_schedule("unit.long.name.that.does.not.fit.in.sixty.four.bytes.of.storage.x", 5,
+                                           noop_schedule),
+                         0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(jobs__backoff_table_matches),
         cmocka_unit_test(jobs__backoff_jitter_stays_in_range),
+        cmocka_unit_test(jobs__schedule_key_is_stable),
+        cmocka_unit_test(jobs__schedule_rejects_bad_registrations),
     };
 
     return cmocka_run_group_tests_name("jobs", tests, NULL, NULL);

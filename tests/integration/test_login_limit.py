@@ -1,0 +1,136 @@
+"""The per-client-IP sign-in limit, counted in PostgreSQL over two instances.
+
+Instance A runs the embedded cluster; instance B is a second `znp serve` on
+A's DSN with the same token keys. auth.ip_failure_limit is 4 per 60 s and the
+per-account lockout is out of reach, so only the IP limit can return 429.
+Each request leaves from a chosen loopback address (127.0.9.x): failures from
+one address, split over A and B, limit that address on both instances, for
+every account and for the MFA step, while another address still signs in.
+Run alone: /usr/bin/python3 tests/integration/run.py test_login_limit
+"""
+
+import http.client
+import json
+import unittest
+
+from tests.integration import harness
+
+LIMIT = 4
+WINDOW_S = 60
+USER = ("limited@example.test", "limit-pass-5Rw1")
+OTHER = ("bystander@example.test", "limit-pass-8Tk3")
+WRONG = "wrong-pass-0Xx0"
+LIMITED_IP = "127.0.9.1"
+FREE_IP = "127.0.9.2"
+FRESH_IP = "127.0.9.3"
+
+first = second = None
+
+
+def call(srv, source_ip, path, body):
+    """One HTTP/1.1 POST of `body` to `srv` from `source_ip`; returns a harness.Response."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=harness.scaled(20),
+                                      source_address=(source_ip, 0))
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode("utf-8"),
+                     headers={"Content-Type": "application/json"})
+        res = conn.getresponse()
+        raw = res.read()
+        headers = {}
+        for name, value in res.getheaders():
+            headers.setdefault(name.lower(), []).append(value)
+    finally:
+        conn.close()
+    return harness.Response(res.status, headers, raw, "1.1")
+
+
+def login(srv, source_ip, email, password):
+    return call(srv, source_ip, "/api/v1/auth/login", {"email": email, "password": password})
+
+
+def psql(sql):
+    return harness.EmbeddedCluster(first.data_dir).psql(sql, database=first.database_name()).strip()
+
+
+def setUpModule():
+    global first, second
+    common = {"auth": {"lockout_max_attempts": 1000, "lockout_minutes": 15,
+                       "ip_failure_limit": LIMIT, "ip_failure_window_s": WINDOW_S}}
+    first = harness.Server("login-limit-a", config=common)
+    second = None
+    try:
+        for email, password in (USER, OTHER):
+            first.create_admin(email, password)
+        first.start()
+        second = harness.Server("login-limit-b", config=harness.deep_merge(common, {
+            "database": {"dsn": first.shared_dsn(), "auto_migrate": False}}))
+        second.access_secret, second.refresh_secret = first.access_secret, first.refresh_secret
+        second.start()
+    except BaseException:
+        for srv in (second, first):
+            if srv is not None:
+                srv.cleanup()
+        raise
+
+
+def tearDownModule():
+    try:
+        # B first: A owns the cluster B is connected to
+        second.stop_expect_clean()
+        first.stop_expect_clean()
+    finally:
+        for srv in (second, first):
+            srv.cleanup()
+
+
+class IpLimit(unittest.TestCase):
+    def assert_limited(self, res):
+        self.assertEqual(res.status, 429, res)
+        self.assertEqual(res.json()["error"], "too_many_requests")
+        retry = int(res.header("retry-after"))
+        self.assertTrue(1 <= retry <= WINDOW_S, retry)
+
+    def test_failures_over_two_instances_limit_the_address(self):
+        # failures split over both instances, on two accounts and an unknown email
+        emails = [USER[0], OTHER[0], "nobody@example.test", USER[0]]
+        for i in range(LIMIT):
+            res = login(first if i % 2 else second, LIMITED_IP, emails[i], WRONG)
+            self.assertEqual(res.status, 401, res)
+            self.assertEqual(res.json()["error"], "invalid_credentials")
+        self.assertEqual(psql("SELECT failures FROM login_ip_failures WHERE ip = '%s'" % LIMITED_IP), str(LIMIT))
+
+        # both instances refuse the address, for every account, even with the right password
+        for srv in (first, second):
+            self.assert_limited(login(srv, LIMITED_IP, USER[0], WRONG))
+            self.assert_limited(login(srv, LIMITED_IP, USER[0], USER[1]))
+            self.assert_limited(login(srv, LIMITED_IP, OTHER[0], OTHER[1]))
+            self.assert_limited(call(srv, LIMITED_IP, "/api/v1/auth/login/mfa",
+                                     {"mfa_token": "not-a-token", "code": "123456"}))
+        # refused attempts are not counted, and the per-account lockout saw only wrong passwords
+        self.assertEqual(psql("SELECT failures FROM login_ip_failures WHERE ip = '%s'" % LIMITED_IP), str(LIMIT))
+        self.assertEqual(psql("SELECT failed_login_attempts FROM users WHERE email = '%s'" % USER[0]), "2")
+
+        # another address signs in on both instances
+        for srv in (first, second):
+            res = login(srv, FREE_IP, USER[0], USER[1])
+            self.assertEqual(res.status, 200, res)
+
+        # one audit row, from the limited address
+        self.assertEqual(psql("SELECT count(*) FROM audit_logs WHERE action = 'auth.login.ip_limited'"), "1")
+        self.assertEqual(psql("SELECT source_ip FROM audit_logs WHERE action = 'auth.login.ip_limited'"),
+                         LIMITED_IP)
+
+        # once the window has ended the address signs in again
+        psql("UPDATE login_ip_failures SET window_start = now() - interval '%d seconds'"
+             " WHERE ip = '%s'" % (WINDOW_S + 1, LIMITED_IP))
+        res = login(second, LIMITED_IP, USER[0], USER[1])
+        self.assertEqual(res.status, 200, res)
+
+        # a new window elsewhere deletes the rows of ended windows
+        self.assertEqual(login(first, FRESH_IP, USER[0], WRONG).status, 401)
+        self.assertEqual(psql("SELECT count(*) FROM login_ip_failures WHERE ip = '%s'" % LIMITED_IP), "0")
+        self.assertEqual(psql("SELECT failures FROM login_ip_failures WHERE ip = '%s'" % FRESH_IP), "1")
+
+
+if __name__ == "__main__":
+    unittest.main()
