@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "operations.gen.h"
+#include "core/pagination.h"
 
 #define LOG_TAG "account"
 
@@ -134,11 +135,7 @@ int znp_op_list_admin_users(znp_ctx_t *ctx, const znp_list_admin_users_request_t
         rc = znp_account__fill_summary(ctx, res, i, &items[i]);
     resp->users.count = (size_t)rows;
     resp->users.items = items;
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_next = req->page * req->per_page < total;
-    resp->pagination.has_prev = req->page > 1;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

@@ -12,6 +12,7 @@
 
 #include "auth/sql.h"
 #include "operations.gen.h"
+#include "core/pagination.h"
 
 static const char SQL_BALANCE[] =
     "SELECT balance_cents, currency, floor(extract(epoch FROM updated_at))::bigint FROM user_balances WHERE user_id = $1";
@@ -94,11 +95,7 @@ int znp_op_get_account_balance(znp_ctx_t *ctx, const znp_get_account_balance_req
     if (rc != 0)
         goto cleanup;
     rc = fill_transactions(ctx, res, &resp->transactions);
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_next = req->page * req->per_page < total;
-    resp->pagination.has_prev = req->page > 1;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     /* read-only: the rollback only ends the snapshot */

@@ -18,6 +18,7 @@
 #include "auth/sql.h"
 #include "core/log.h"
 #include "operations.gen.h"
+#include "core/pagination.h"
 
 #define LOG_TAG "accounts"
 
@@ -187,11 +188,7 @@ int znp_op_list_invite_codes(znp_ctx_t *ctx, const znp_list_invite_codes_request
         goto cleanup;
     resp->invite_codes.count = (size_t)PQntuples(rows);
     resp->invite_codes.items = items;
-    resp->pagination.page = page;
-    resp->pagination.per_page = per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_prev = page > 1;
-    resp->pagination.has_next = page * per_page < total;
+    znp_pagination_fill(&resp->pagination, page, per_page, total);
 
 cleanup:
     PQclear(count);

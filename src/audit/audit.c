@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "operations.gen.h"
+#include "core/pagination.h"
 
 #define LOG_TAG      "audit"
 #define CSV_FLUSH    (64 * 1024) /* bytes of CSV collected before each write to the stream */
@@ -277,11 +278,7 @@ int znp_op_list_audit_logs(znp_ctx_t *ctx, const znp_list_audit_logs_request_t *
     rc = fill_logs(ctx, &resp->logs, res);
     if (rc != 0)
         goto cleanup;
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_prev = req->page > 1;
-    resp->pagination.has_next = req->page * req->per_page < total;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     PQclear(res);

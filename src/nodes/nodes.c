@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "nodes/internal.h"
 #include "operations.gen.h"
+#include "core/pagination.h"
 
 #define LOG_TAG "nodes"
 #define SECRET_MAX 2048
@@ -679,11 +680,7 @@ int znp_op_list_admin_nodes(znp_ctx_t *ctx, const znp_list_admin_nodes_request_t
         goto cleanup;
     resp->nodes.count = (size_t)rows;
     resp->nodes.items = items;
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_next = req->page * req->per_page < total;
-    resp->pagination.has_prev = req->page > 1;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "operations.gen.h"
 #include "plans/internal.h"
+#include "core/pagination.h"
 
 #define SLUG_MAX 128
 #define MULTIPLIER_MAX 1000.0
@@ -763,11 +764,7 @@ static int list_plans(znp_ctx_t *ctx, const char *const *filter, int64_t page, i
     if (rc != 0)
         goto cleanup;
     items->count = (size_t)rows;
-    meta->page = page;
-    meta->per_page = per_page;
-    meta->total_count = total;
-    meta->has_next = page * per_page < total;
-    meta->has_prev = page > 1;
+    znp_pagination_fill(meta, page, per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

@@ -21,6 +21,7 @@
 #include "download/download.h"
 #include "operations.gen.h"
 #include "system/site.h"
+#include "core/pagination.h"
 
 #define LOG_TAG "subscriptions"
 #define TOKEN_BYTES 16
@@ -698,11 +699,7 @@ int znp_op_list_user_subscriptions(znp_ctx_t *ctx, const znp_list_user_subscript
         goto cleanup;
     resp->subscriptions.count = (size_t)rows;
     resp->subscriptions.items = items;
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_next = req->page * req->per_page < total;
-    resp->pagination.has_prev = req->page > 1;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);
@@ -790,11 +787,7 @@ int znp_op_list_admin_subscriptions(znp_ctx_t *ctx, const znp_list_admin_subscri
         goto cleanup;
     resp->subscriptions.count = (size_t)rows;
     resp->subscriptions.items = items;
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_next = req->page * req->per_page < total;
-    resp->pagination.has_prev = req->page > 1;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

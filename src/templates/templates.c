@@ -22,6 +22,7 @@
 #include "formats/formats.h"
 #include "operations.gen.h"
 #include "template/template.h"
+#include "core/pagination.h"
 
 #define LOG_TAG "templates"
 
@@ -756,11 +757,7 @@ int znp_op_list_admin_subscription_templates(znp_ctx_t *ctx, const znp_list_admi
         goto cleanup;
     resp->templates.count = (size_t)rows;
     resp->templates.items = items;
-    resp->pagination.page = req->page;
-    resp->pagination.per_page = req->per_page;
-    resp->pagination.total_count = total;
-    resp->pagination.has_next = req->page * req->per_page < total;
-    resp->pagination.has_prev = req->page > 1;
+    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);
