@@ -48,7 +48,7 @@ class Operation:
         self.inline = False
         self.stream = None         # media type from x-znp-stream, e.g. "text/csv"
         self.rate_limit = None     # {"ip": (per_minute, burst), ...} from x-rate-limit, or None
-        self.cache_seconds = 0     # x-znp-cache-seconds: reuse the encoded answer within one N-second window
+        self.cache_seconds = 0     # x-znp-cache-seconds: reuse the encoded response within one N-second window
         self.errors = []           # ErrorDef list from x-znp-errors
         self.success_status = None
         self.success_description = ""
@@ -525,7 +525,7 @@ def load_operation(spec, path, method, node, rel, pointer, item_params, ctx):
         if isinstance(cache, bool) or not isinstance(cache, int) or not 1 <= cache <= 3600:
             spec.problem(rel, cptr, "x-znp-cache-seconds must be an integer from 1 to 3600, got %r" % (cache,))
         elif not op.inline or op.method != "GET" or op.security != "ZNP_SEC_PUBLIC" or op.params or op.body:
-            # the cached bytes are shared by every caller, so the answer may depend on nothing they send
+            # the cached bytes are shared by every caller, so the response must not depend on anything they send
             spec.problem(rel, cptr, "x-znp-cache-seconds needs a public x-znp-inline GET without parameters or body")
         else:
             op.cache_seconds = cache

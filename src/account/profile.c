@@ -121,7 +121,7 @@ int znp_op_update_account_profile(znp_ctx_t *ctx, const znp_update_account_profi
         goto cleanup;
     }
     if (name == NULL && locale == NULL) {
-        /* nothing named: answer with the row as it is */
+        /* nothing named: return the row unchanged */
         rc = znp_account__fill_profile(ctx, res, &resp->profile);
         goto cleanup;
     }

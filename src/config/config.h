@@ -66,7 +66,7 @@ typedef struct znp_config_auth {
 
 typedef struct znp_config_security {
     char *master_key;           /* base64 of 32 bytes: AES-256-GCM key for secrets at rest. Env: ZNP_MASTER_KEY */
-    int require_admin_mfa;      /* admin routes answer 403 mfa_required until the admin enables MFA; default false */
+    int require_admin_mfa;      /* admin routes return 403 mfa_required until the admin enables MFA; default false */
 } znp_config_security_t;
 
 typedef struct znp_config_site {
@@ -90,7 +90,7 @@ typedef struct znp_config_jobs {
 
 typedef struct znp_config_download {
     uint32_t cache_entries; /* rendered subscription files kept in memory; default 10000, 0 = no cache */
-    uint32_t cache_ttl_s;   /* longest a cached file is served; default 60, 0 = no cache */
+    uint32_t cache_ttl_s;   /* maximum age of a cached file in seconds; default 60, 0 = no cache */
 } znp_config_download_t;
 
 typedef struct znp_config_mail {

@@ -33,9 +33,9 @@ typedef struct znp_operation {
     unsigned flags;
     int success_status; /* 200, 201 or 204 */
     /*
-     * x-znp-cache-seconds: a public inline GET whose encoded answer may be
+     * x-znp-cache-seconds: the encoded response of this public inline GET is
      * reused while the wall-clock window of this many seconds and
-     * znp_dispatch_cache_epoch() stay the same; 0 = never cached.
+     * znp_dispatch_cache_epoch() stay the same. 0 means never cached.
      */
     unsigned cache_seconds;
     const znp_schema_t *request;  /* request struct: path, query and body fields */
@@ -69,12 +69,12 @@ typedef struct znp_call {
 int znp_auth_authenticate(znp_ctx_t *ctx, znp_security_t security, const char *authorization);
 
 /*
- * Make every cached inline answer stale. Called by each write that changes
- * what such an answer contains (e.g. the site-settings copy ping reads).
+ * Make every cached inline response stale. Called by each write that changes
+ * what such a response contains (e.g. the site-settings copy ping reads).
  * Thread-safe.
  */
 void znp_dispatch_cache_invalidate(void);
-/* The current cache generation; a cached answer from another one is stale. Thread-safe. */
+/* The current cache generation; a response cached under another one is stale. Thread-safe. */
 unsigned long znp_dispatch_cache_epoch(void);
 
 /*

@@ -1,5 +1,5 @@
 /*
- * The `pagination` object every list answer carries: page, per_page, the
+ * The `pagination` object of every list response: page, per_page, the
  * count of every matching row, and whether pages exist before and after.
  */
 #ifndef ZNP_CORE_PAGINATION_H
