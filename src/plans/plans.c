@@ -2,9 +2,8 @@
  * Plans under /api/v1/{admin}/plans and the plans on sale at
  * /api/v1/user/plans. Every admin write runs in one transaction with its
  * audit row. Slugs are stored lower-case and unique regardless of case.
- * Money is integer minor units with an ISO 4217 currency. binding_ids are
- * kept in plan_bindings without a foreign key until the bindings table
- * exists (see migrations/0007_plans.up.sql).
+ * Money is integer minor units with an ISO 4217 currency. binding_ids must
+ * name existing protocol bindings; deleting a binding removes its links.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -426,18 +425,31 @@ static int exec_slug(znp_ctx_t *ctx, PGresult **out, const char *sql, int count,
 
 /*
  * Replace the binding set of plan `id` with the ids in `ids_json` (NULL: none).
- * NOTE: binding ids are not checked against protocol bindings, because that
- * table does not exist yet. The bindings module should add the foreign key.
+ * An id that names no protocol binding is a validation error on binding_ids.
  */
 static int replace_bindings(znp_ctx_t *ctx, int64_t id, const char *ids_json)
 {
+    static const char sql_unknown[] = "SELECT x FROM json_array_elements_text($1::json) x"
+                                      " WHERE NOT EXISTS (SELECT 1 FROM protocol_bindings b WHERE b.id = x::bigint)"
+                                      " LIMIT 1";
     static const char sql_delete[] = "DELETE FROM plan_bindings WHERE plan_id = $1";
     static const char sql_insert[] = "INSERT INTO plan_bindings (plan_id, binding_id)"
                                      " SELECT DISTINCT $1::bigint, x::bigint FROM json_array_elements_text($2::json) x";
     char text[24];
     const char *params[2] = {znp_plans__int(text, sizeof(text), id), ids_json};
-    int rc = znp_sql_exec(NULL, ctx->db, sql_delete, 1, params, ctx->request_id);
+    PGresult *res = NULL;
+    int rc;
 
+    if (ids_json != NULL) {
+        rc = znp_sql_exec(&res, ctx->db, sql_unknown, 1, &ids_json, ctx->request_id);
+        if (rc == 0 && PQntuples(res) > 0)
+            rc = znp_error_set(ctx->err, ZNP_E_VALIDATION_FAILED, "$.binding_ids", "no protocol binding with id %s",
+                               PQgetvalue(res, 0, 0));
+        PQclear(res);
+        if (rc != 0)
+            return rc;
+    }
+    rc = znp_sql_exec(NULL, ctx->db, sql_delete, 1, params, ctx->request_id);
     if (rc == 0 && ids_json != NULL)
         rc = znp_sql_exec(NULL, ctx->db, sql_insert, 2, params, ctx->request_id);
     return rc;

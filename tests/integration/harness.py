@@ -660,6 +660,23 @@ class Server:
         return res.json()["access_token"]
 
 
+def seed_bindings(server, ids):
+    """Insert protocol bindings with the given ids (on one node made for them) straight into the database.
+
+    For tests of modules that only need bindings to exist, such as plan links.
+    The identity sequence is moved past the largest id so later inserts do not collide.
+    """
+    values = ", ".join("(%d, 'seed-%d')" % (i, i) for i in ids)
+    sql = ("WITH n AS (INSERT INTO nodes (name, control_endpoint) VALUES ('seed-node-%d', 'http://127.0.0.1:9')"
+           " ON CONFLICT (name) DO UPDATE SET updated_at = now() RETURNING id)"
+           " INSERT INTO protocol_bindings (id, node_id, protocol, role, kernel_id) OVERRIDING SYSTEM VALUE"
+           " SELECT v.id, n.id, 'vmess', 'listener', v.kernel_id FROM n, (VALUES %s) AS v(id, kernel_id)"
+           " ON CONFLICT (id) DO NOTHING;"
+           " SELECT setval(pg_get_serial_sequence('protocol_bindings', 'id'),"
+           " (SELECT max(id) FROM protocol_bindings));") % (min(ids), values)
+    EmbeddedCluster(server.data_dir).psql(sql, database=server.database_name())
+
+
 def tail(path, lines=60):
     try:
         with open(path, "rb") as f:

@@ -26,6 +26,7 @@ def setUpModule():
     try:
         server.create_admin(*ADMIN)
         server.start()
+        harness.seed_bindings(server, range(1, 13))
         res = call("POST", "/api/v1/admin/users", admin(), {"email": USER[0], "password": USER[1]})
         if res.status != 201:
             raise AssertionError("create user failed: %r" % res)
@@ -180,6 +181,7 @@ class CreatePlan(unittest.TestCase):
             {"name": "x", "status": 0},
             {"name": "x", "status": 4},
             {"name": "x", "binding_ids": [0]},
+            {"name": "x", "binding_ids": [1, 999999]},
             {"name": "x", "slug": "bad/slug"},
             {"slug": "no-name"},
         ]

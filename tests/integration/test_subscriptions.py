@@ -32,6 +32,7 @@ def setUpModule():
     try:
         server.create_admin(*ADMIN)
         server.start()
+        harness.seed_bindings(server, range(1, 13))
     except BaseException:
         server.cleanup()
         raise
