@@ -26,6 +26,8 @@ static const struct env_override {
     {"ZNP_LOG_LEVEL", "log.level"},
     {"ZNP_LOG_FILE", "log.file"},
     {"ZNP_MAIL_PASSWORD", "mail.password"},
+    {"ZNP_WEBHOOK_SHARED_TOKEN", "webhook.shared_token"},
+    {"ZNP_WEBHOOK_SIGNING_SECRET", "webhook.signing_secret"},
 };
 
 /* The first error libcyaml logs and the innermost position of its backtrace. */

@@ -93,6 +93,20 @@ typedef struct znp_config_download {
     uint32_t cache_ttl_s;   /* maximum age of a cached file in seconds; default 60, 0 = no cache */
 } znp_config_download_t;
 
+typedef struct znp_config_panel {
+    char *time_zone;            /* IANA name of the one panel time zone (traffic days, resets); default "Asia/Shanghai" */
+} znp_config_panel_t;
+
+typedef struct znp_config_webhook {
+    char *shared_token;         /* X-ZNP-Webhook-Token of kernel callbacks; NULL = unset. Env: ZNP_WEBHOOK_SHARED_TOKEN */
+    char *signing_secret;       /* HMAC-SHA256 key of signed kernel callbacks; NULL = unset. Env: ZNP_WEBHOOK_SIGNING_SECRET */
+    uint32_t signature_tolerance_s; /* accepted clock skew of a signature timestamp; default 300 */
+} znp_config_webhook_t;
+
+typedef struct znp_config_kernel {
+    char *callback_base_url;    /* base of callback URLs registered on kernels; NULL = site service_domain */
+} znp_config_kernel_t;
+
 typedef struct znp_config_mail {
     char *smtp_url;             /* smtp://HOST:PORT or smtps://HOST:PORT; NULL = mail disabled */
     char *starttls;             /* smtp:// only: "required", "opportunistic" or "off"; default "required" */
@@ -192,6 +206,9 @@ typedef struct znp_config {
     znp_config_log_t log;
     znp_config_jobs_t jobs;
     znp_config_download_t download;
+    znp_config_panel_t panel;
+    znp_config_webhook_t webhook;
+    znp_config_kernel_t kernel;
     znp_config_mail_t mail;
     znp_config_cors_t cors;
     znp_config_rate_limits_t rate_limits;

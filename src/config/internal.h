@@ -18,6 +18,7 @@ enum {
     CONFIG_NULLABLE = 1 << 0, /* absent, null or "" means unset (NULL), not the default */
     CONFIG_SECRET = 1 << 1,   /* masked in the summary */
     CONFIG_DSN = 1 << 2,      /* libpq connection string: its password is masked */
+    CONFIG_GENERATED = 1 << 3, /* unset: znp serve generates one and keeps it in secrets.yaml */
 };
 
 typedef enum config_origin_kind {

@@ -138,6 +138,23 @@ static const cyaml_schema_field_t download_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t panel_fields[] = {
+    STRING_FIELD("time_zone", znp_config_panel_t, time_zone),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t webhook_fields[] = {
+    STRING_FIELD("shared_token", znp_config_webhook_t, shared_token),
+    STRING_FIELD("signing_secret", znp_config_webhook_t, signing_secret),
+    CYAML_FIELD_UINT("signature_tolerance_s", CYAML_FLAG_OPTIONAL, znp_config_webhook_t, signature_tolerance_s),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t kernel_fields[] = {
+    STRING_FIELD("callback_base_url", znp_config_kernel_t, callback_base_url),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t mail_fields[] = {
     STRING_FIELD("smtp_url", znp_config_mail_t, smtp_url),
     STRING_FIELD("starttls", znp_config_mail_t, starttls),
@@ -227,6 +244,9 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("admin", CYAML_FLAG_OPTIONAL, znp_config_t, admin, admin_fields),
     CYAML_FIELD_MAPPING("jobs", CYAML_FLAG_OPTIONAL, znp_config_t, jobs, jobs_fields),
     CYAML_FIELD_MAPPING("download", CYAML_FLAG_OPTIONAL, znp_config_t, download, download_fields),
+    CYAML_FIELD_MAPPING("panel", CYAML_FLAG_OPTIONAL, znp_config_t, panel, panel_fields),
+    CYAML_FIELD_MAPPING("webhook", CYAML_FLAG_OPTIONAL, znp_config_t, webhook, webhook_fields),
+    CYAML_FIELD_MAPPING("kernel", CYAML_FLAG_OPTIONAL, znp_config_t, kernel, kernel_fields),
     CYAML_FIELD_MAPPING("mail", CYAML_FLAG_OPTIONAL, znp_config_t, mail, mail_fields),
     CYAML_FIELD_END,
 };
@@ -268,8 +288,8 @@ static const struct key_meta {
     {"database.statement_timeout_ms", "15000", 0},
     {"database.reconnect_max_ms", "5000", 0},
     {"database.auto_migrate", "true", 0},
-    {"auth.access_secret", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
-    {"auth.refresh_secret", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
+    {"auth.access_secret", NULL, CONFIG_NULLABLE | CONFIG_SECRET | CONFIG_GENERATED},
+    {"auth.refresh_secret", NULL, CONFIG_NULLABLE | CONFIG_SECRET | CONFIG_GENERATED},
     {"auth.access_ttl_s", "900", 0},
     {"auth.refresh_ttl_s", "2592000", 0},
     {"auth.issuer", "znp", 0},
@@ -291,7 +311,7 @@ static const struct key_meta {
     {"codes.cooldown_s", "60", 0},
     {"codes.per_address_per_hour", "5", 0},
     {"codes.per_ip_per_hour", "20", 0},
-    {"security.master_key", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
+    {"security.master_key", NULL, CONFIG_NULLABLE | CONFIG_SECRET | CONFIG_GENERATED},
     {"security.require_admin_mfa", "false", 0},
     {"site.name", "znp", 0},
     {"site.logo_url", "", 0},
@@ -350,6 +370,11 @@ static const struct key_meta {
     {"jobs.expire_interval_s", "60", 0},
     {"download.cache_entries", "10000", 0},
     {"download.cache_ttl_s", "60", 0},
+    {"panel.time_zone", "Asia/Shanghai", 0},
+    {"webhook.shared_token", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
+    {"webhook.signing_secret", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
+    {"webhook.signature_tolerance_s", "300", 0},
+    {"kernel.callback_base_url", NULL, CONFIG_NULLABLE},
     {"mail.smtp_url", NULL, CONFIG_NULLABLE},
     {"mail.starttls", "required", 0},
     {"mail.username", NULL, CONFIG_NULLABLE},

@@ -89,7 +89,7 @@ void znp_config_print_summary(const znp_config_t *config, FILE *out)
 
         if ((key->flags & CONFIG_SECRET) && text != NULL)
             snprintf(value, sizeof value, "**** (%zu bytes)", strlen(text));
-        else if (key->flags & CONFIG_SECRET)
+        else if (key->flags & CONFIG_GENERATED)
             snprintf(value, sizeof value,
                      "(not set: znp serve keeps a generated one in database.data_dir/secrets.yaml)");
         else if ((key->flags & CONFIG_DSN) && text != NULL)

@@ -433,6 +433,27 @@ static int check_protection(const znp_config_t *config, znp_config_error_t *err)
     return rc;
 }
 
+/* Check that the panel time zone names a file of the system zone database, which Debian's PostgreSQL also reads. */
+static int check_panel_and_kernel(const znp_config_t *config, znp_config_error_t *err)
+{
+    const char *tz = config->panel.time_zone;
+    const char *base = config->kernel.callback_base_url;
+    char file[512];
+    struct stat st;
+
+    if (tz == NULL || tz[0] == '\0' || tz[0] == '/' || strstr(tz, "..") != NULL || strlen(tz) > 64)
+        return fail(err, config, "panel.time_zone", "panel.time_zone must be an IANA zone name such as Asia/Shanghai");
+    snprintf(file, sizeof file, "/usr/share/zoneinfo/%s", tz);
+    if (stat(file, &st) != 0 || !S_ISREG(st.st_mode))
+        return fail(err, config, "panel.time_zone", "unknown time zone \"%.64s\" for panel.time_zone", tz);
+    if (config->webhook.signature_tolerance_s < 1 || config->webhook.signature_tolerance_s > 86400)
+        return fail(err, config, "webhook.signature_tolerance_s", "webhook.signature_tolerance_s must be from 1 to 86400");
+    if (base != NULL && strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)
+        return fail(err, config, "kernel.callback_base_url",
+                    "invalid value for kernel.callback_base_url: expected http://HOST[:PORT] or https://HOST[:PORT]");
+    return 0;
+}
+
 int znp_config_validate(const znp_config_t *config, znp_config_error_t *err)
 {
     int rc;
@@ -451,6 +472,8 @@ int znp_config_validate(const znp_config_t *config, znp_config_error_t *err)
     if ((rc = check_jobs_and_mail(config, err)) != 0)
         return rc;
     if ((rc = check_protection(config, err)) != 0)
+        return rc;
+    if ((rc = check_panel_and_kernel(config, err)) != 0)
         return rc;
     return check_site_and_log(config, err);
 }
