@@ -288,6 +288,30 @@ class SharedLockout(unittest.TestCase):
         self.assertEqual(failures(email), 0)
 
 
+class SharedCodeLimits(unittest.TestCase):
+    """Code-sending limits are counted in PostgreSQL, so a second instance sees the first's sends."""
+
+    def test_cooldown_holds_on_the_other_instance(self):
+        email = "cooldown-shared@example.test"
+        res = call(first, "POST", "/api/v1/auth/forgot", {"email": email})
+        self.assertEqual(res.status, 200, res)
+        res = call(second, "POST", "/api/v1/auth/forgot", {"email": email})
+        self.assertEqual(res.status, 429, res)
+        self.assertEqual(res.json()["error"], "too_many_requests")
+        self.assertGreaterEqual(int(res.header("retry-after")), 1)
+
+    def test_hourly_cap_counts_both_instances(self):
+        email = "cap-shared@example.test"
+        for i in range(5):  # codes.per_address_per_hour defaults to 5
+            res = call(first if i % 2 else second, "POST", "/api/v1/auth/forgot", {"email": email})
+            self.assertEqual(res.status, 200, (i, res))
+            time.sleep(1.1)  # past codes.cooldown_s
+        for srv in (first, second):
+            res = call(srv, "POST", "/api/v1/auth/forgot", {"email": email})
+            self.assertEqual(res.status, 429, res)
+            self.assertGreater(int(res.header("retry-after")), 3000)
+
+
 class ParallelFailures(unittest.TestCase):
     def test_twenty_parallel_wrong_passwords_count_twenty(self):
         email = "parallel@example.test"
