@@ -272,6 +272,10 @@ static int start_servers(server_t *s)
         cli_error("could not schedule %s", ZNP_SUBSCRIPTIONS_EXPIRE_JOB);
         return CLI_EXIT_RUNTIME;
     }
+    if (znp_jobs_schedule(ZNP_JOBS_PURGE_JOB, s->config->jobs.purge_interval_s, znp_jobs_purge) != 0) {
+        cli_error("could not schedule %s", ZNP_JOBS_PURGE_JOB);
+        return CLI_EXIT_RUNTIME;
+    }
     if (znp_jobs_runner_start(&s->jobs, s->config, s->dsn, s->config->jobs.threads) != 0) {
         cli_error("could not start the job runner");
         return CLI_EXIT_RUNTIME;

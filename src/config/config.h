@@ -86,6 +86,8 @@ typedef struct znp_config_jobs {
     uint32_t threads;           /* job runner threads, each with its own connection; default 1, 0 = no runner */
     uint32_t poll_interval_ms;  /* queue poll when no notification arrives; default 1000 */
     uint32_t expire_interval_s; /* seconds between runs of the subscriptions.expire scheduled job; default 60 */
+    uint32_t purge_interval_s;  /* seconds between runs of the maintenance.purge scheduled job; default 3600 */
+    uint32_t retention_days;    /* days finished (done or dead) jobs are kept; default 14 */
 } znp_config_jobs_t;
 
 typedef struct znp_config_download {

@@ -129,6 +129,8 @@ static const cyaml_schema_field_t jobs_fields[] = {
     CYAML_FIELD_UINT("threads", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, threads),
     CYAML_FIELD_UINT("poll_interval_ms", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, poll_interval_ms),
     CYAML_FIELD_UINT("expire_interval_s", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, expire_interval_s),
+    CYAML_FIELD_UINT("purge_interval_s", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, purge_interval_s),
+    CYAML_FIELD_UINT("retention_days", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, retention_days),
     CYAML_FIELD_END,
 };
 
@@ -368,6 +370,8 @@ static const struct key_meta {
     {"jobs.threads", "1", 0},
     {"jobs.poll_interval_ms", "1000", 0},
     {"jobs.expire_interval_s", "60", 0},
+    {"jobs.purge_interval_s", "3600", 0},
+    {"jobs.retention_days", "14", 0},
     {"download.cache_entries", "10000", 0},
     {"download.cache_ttl_s", "60", 0},
     {"panel.time_zone", "Asia/Shanghai", 0},

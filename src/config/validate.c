@@ -368,6 +368,10 @@ static int check_jobs_and_mail(const znp_config_t *config, znp_config_error_t *e
         return fail(err, config, "download.cache_ttl_s", "download.cache_ttl_s must be at most 3600");
     if (config->jobs.expire_interval_s < 1 || config->jobs.expire_interval_s > 86400)
         return fail(err, config, "jobs.expire_interval_s", "jobs.expire_interval_s must be from 1 to 86400");
+    if (config->jobs.purge_interval_s < 1 || config->jobs.purge_interval_s > 86400)
+        return fail(err, config, "jobs.purge_interval_s", "jobs.purge_interval_s must be from 1 to 86400");
+    if (config->jobs.retention_days < 1 || config->jobs.retention_days > 3650)
+        return fail(err, config, "jobs.retention_days", "jobs.retention_days must be from 1 to 3650");
     if (m->smtp_url != NULL && strncmp(m->smtp_url, "smtp://", 7) != 0 && strncmp(m->smtp_url, "smtps://", 8) != 0)
         return fail(err, config, "mail.smtp_url",
                     "invalid value for mail.smtp_url: expected smtp://HOST:PORT (STARTTLS) or smtps://HOST:PORT");

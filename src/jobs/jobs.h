@@ -59,6 +59,15 @@ typedef int (*znp_schedule_fn)(PGconn *db, const znp_config_t *config);
 /* Register before znp_jobs_runner_start; no scheduler thread runs when `threads` is 0. Not thread-safe. */
 int znp_jobs_schedule(const char *name, unsigned interval_seconds, znp_schedule_fn handler);
 
+#define ZNP_JOBS_PURGE_JOB "maintenance.purge"
+
+/*
+ * The scheduled job maintenance.purge: deletes finished jobs older than
+ * jobs.retention_days, refresh tokens and codes a day past their use, and
+ * expired signed-API nonces.
+ */
+int znp_jobs_purge(PGconn *db, const znp_config_t *config);
+
 /* The advisory lock key of scheduled job `name`: 64-bit FNV-1a of its bytes. */
 int64_t znp_jobs_schedule_key(const char *name);
 

@@ -3,6 +3,7 @@
 Instance A runs the embedded cluster; instance B is a second `znp serve` on
 A's DSN with A's secrets. Both run the job every second
 (jobs.expire_interval_s: 1), so each change must still be audited once.
+maintenance.purge also runs every second (jobs.purge_interval_s: 1).
 The tests move rows into the past or over quota with psql. The job then
 changes the status, and the public download shows the matching entry.
 Run alone: /usr/bin/python3 tests/integration/run.py test_scheduled
@@ -24,7 +25,7 @@ _state = {"counter": 0, "tokens": {}}
 
 def setUpModule():
     global first, second
-    common = {"jobs": {"expire_interval_s": 1}}
+    common = {"jobs": {"expire_interval_s": 1, "purge_interval_s": 1, "retention_days": 2}}
     first = harness.Server("scheduled-a", config=common)
     try:
         first.create_admin(*ADMIN)
@@ -163,3 +164,26 @@ class ExpireJob(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PurgeJob(unittest.TestCase):
+    def test_old_rows_go_and_recent_rows_stay(self):
+        tag = "purge-%d" % os.getpid()
+        psql("INSERT INTO jobs (kind, status, updated_at) VALUES"
+             " ('%s-old', 'done', now() - interval '3 days'), ('%s-dead', 'dead', now() - interval '3 days'),"
+             " ('%s-recent', 'done', now() - interval '1 day'), ('%s-queued', 'queued', now() - interval '30 days')"
+             % (tag, tag, tag, tag))
+        user = int(psql("SELECT id FROM users ORDER BY id LIMIT 1"))
+        psql("INSERT INTO refresh_tokens (jti, family_id, user_id, issued_at, expires_at) VALUES"
+             " (gen_random_uuid(), gen_random_uuid(), %d, now() - interval '40 days', now() - interval '2 days'),"
+             " (gen_random_uuid(), gen_random_uuid(), %d, now(), now() + interval '1 day')" % (user, user))
+        before = int(psql("SELECT count(*) FROM refresh_tokens WHERE expires_at > now()"))
+        deadline = time.monotonic() + harness.scaled(10)
+        while time.monotonic() < deadline:
+            if psql("SELECT count(*) FROM jobs WHERE kind IN ('%s-old', '%s-dead')" % (tag, tag)) == "0":
+                break
+            time.sleep(0.2)
+        kinds = psql("SELECT kind FROM jobs WHERE kind LIKE '%s-%%' ORDER BY kind" % tag).split()
+        self.assertEqual(kinds, ["%s-queued" % tag, "%s-recent" % tag])
+        self.assertEqual(psql("SELECT count(*) FROM refresh_tokens WHERE expires_at < now() - interval '1 day'"), "0")
+        self.assertEqual(int(psql("SELECT count(*) FROM refresh_tokens WHERE expires_at > now()")), before)
