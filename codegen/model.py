@@ -245,6 +245,10 @@ def load_parameters(spec, op, item_params, op_params, conv):
     return merged
 
 
+# Paging parameters and their largest allowed maximum, so that page x per_page stays far inside int64.
+PAGING_PARAMS = {"page": 1000000, "per_page": 1000}
+
+
 def convert_parameter(spec, op, node, rel, pointer, conv):
     name, location = node["name"], node["in"]
     if location not in ("path", "query"):
@@ -266,6 +270,10 @@ def convert_parameter(spec, op, node, rel, pointer, conv):
         return None
     if field.nullable:
         spec.problem(rel, join(pointer, "schema", "type"), "parameters cannot be null")
+    if name in PAGING_PARAMS and not 0 < node["schema"].get("maximum", 0) <= PAGING_PARAMS[name]:
+        # operations compute OFFSET as (page - 1) * per_page in int64
+        spec.problem(rel, join(pointer, "schema"), "query parameter %r needs a maximum from 1 to %d"
+                     % (name, PAGING_PARAMS[name]))
     field.location = "ZNP_IN_PATH" if location == "path" else "ZNP_IN_QUERY"
     field.required = location == "path" or node.get("required") is True
     if node.get("description"):

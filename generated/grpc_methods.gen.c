@@ -10,7 +10,7 @@
  * spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/download.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
- * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 0c6a22d974dc); template
+ * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash a2b1cc71a38b); template
  * grpc_methods.gen.c.j2. Do not edit.
  */
 #include "grpc_methods.gen.h"

@@ -9,7 +9,7 @@
  * spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/download.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
- * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 7286333910e4); template
+ * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 4dc973e2bb1d); template
  * openapi.gen.c.j2. Do not edit.
  */
 #include "openapi.gen.h"
@@ -29,13 +29,14 @@ const char znp_openapi_json[] =
     "        }\n"
     "      },\n"
     "      \"Page\": {\n"
-    "        \"description\": \"Page number, from 1.\",\n"
+    "        \"description\": \"Page number, from 1. The maximum keeps the row offset far inside int64.\",\n"
     "        \"in\": \"query\",\n"
     "        \"name\": \"page\",\n"
     "        \"required\": false,\n"
     "        \"schema\": {\n"
     "          \"default\": 1,\n"
     "          \"format\": \"int64\",\n"
+    "          \"maximum\": 1000000,\n"
     "          \"minimum\": 1,\n"
     "          \"type\": \"integer\"\n"
     "        }\n"
@@ -6336,6 +6337,7 @@ const char znp_openapi_json[] =
     "            \"schema\": {\n"
     "              \"default\": 1,\n"
     "              \"format\": \"int64\",\n"
+    "              \"maximum\": 1000000,\n"
     "              \"minimum\": 1,\n"
     "              \"type\": \"integer\"\n"
     "            }\n"

@@ -10,7 +10,7 @@
  * spec/schemas/download.yaml, spec/schemas/mfa.yaml, spec/schemas/nodes.yaml, spec/schemas/plans.yaml,
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
  * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash
- * bff0eeb582ae); template operations.gen.h.j2. Do not edit.
+ * 51dea666418a); template operations.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_OPERATIONS_H
 #define ZNP_GENERATED_OPERATIONS_H

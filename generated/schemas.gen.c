@@ -9,7 +9,7 @@
  * spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/download.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
- * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 7286333910e4); template
+ * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 4dc973e2bb1d); template
  * schemas.gen.c.j2. Do not edit.
  */
 #include <stddef.h>
@@ -7247,10 +7247,11 @@ static const znp_field_t list_admin_subscription_templates_request__fields[] = {
         .name = "page",
         .type = ZNP_FT_INT64,
         .in = ZNP_IN_QUERY,
-        .flags = ZNP_F_HAS_MIN | ZNP_F_HAS_DEFAULT,
+        .flags = ZNP_F_HAS_MIN | ZNP_F_HAS_MAX | ZNP_F_HAS_DEFAULT,
         .offset = offsetof(znp_list_admin_subscription_templates_request_t, page),
         .presence_offset = offsetof(znp_list_admin_subscription_templates_request_t, has.page),
         .min = INT64_C(1),
+        .max = INT64_C(1000000),
         .default_int = INT64_C(1),
     },
     {
@@ -7469,10 +7470,11 @@ static const znp_field_t list_audit_logs_request__fields[] = {
         .name = "page",
         .type = ZNP_FT_INT64,
         .in = ZNP_IN_QUERY,
-        .flags = ZNP_F_HAS_MIN | ZNP_F_HAS_DEFAULT,
+        .flags = ZNP_F_HAS_MIN | ZNP_F_HAS_MAX | ZNP_F_HAS_DEFAULT,
         .offset = offsetof(znp_list_audit_logs_request_t, page),
         .presence_offset = offsetof(znp_list_audit_logs_request_t, has.page),
         .min = INT64_C(1),
+        .max = INT64_C(1000000),
         .default_int = INT64_C(1),
     },
     {
@@ -7537,10 +7539,11 @@ static const znp_field_t list_invite_codes_request__fields[] = {
         .name = "page",
         .type = ZNP_FT_INT64,
         .in = ZNP_IN_QUERY,
-        .flags = ZNP_F_HAS_MIN | ZNP_F_HAS_DEFAULT,
+        .flags = ZNP_F_HAS_MIN | ZNP_F_HAS_MAX | ZNP_F_HAS_DEFAULT,
         .offset = offsetof(znp_list_invite_codes_request_t, page),
         .presence_offset = offsetof(znp_list_invite_codes_request_t, has.page),
         .min = INT64_C(1),
+        .max = INT64_C(1000000),
         .default_int = INT64_C(1),
     },
     {

@@ -9,7 +9,7 @@
  * spec/schemas/auth.yaml, spec/schemas/common.yaml, spec/schemas/download.yaml, spec/schemas/mfa.yaml,
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
- * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 7286333910e4); template
+ * spec/schemas/system.yaml, spec/schemas/templates.yaml (spec hash 4dc973e2bb1d); template
  * schemas.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_SCHEMAS_H

@@ -157,6 +157,16 @@ class Listing(unittest.TestCase):
             seen += [r["metadata"]["n"] for r in body["logs"]]
         self.assertEqual(seen, list(range(25, 0, -1)))
 
+    def test_page_beyond_maximum_rejected(self):
+        # (page - 1) * per_page must never overflow int64, so the spec bounds page
+        for page in ("1000001", "9223372036854775807"):
+            res = admin_get(LIST + "?per_page=100&page=" + page)
+            self.assertEqual(res.status, 400, res)
+            self.assertEqual(res.json()["error"], "validation_failed")
+        res = admin_get(LIST + "?per_page=100&page=1000000")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json()["logs"], [])
+
     def test_filters(self):
         token = server.access_token(*ADMIN)
         res = admin_get(LIST + "?actor_id=4242&resource_id=7", token)

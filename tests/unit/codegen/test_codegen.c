@@ -262,6 +262,10 @@ static const broken_case_t broken_cases[] = {
     {"answer cache of zero seconds", "paths/system.yaml", "    summary: Ping\n",
      "    summary: Ping\n    x-znp-inline: true\n    x-znp-cache-seconds: 0\n",
      "x-znp-cache-seconds must be an integer from 1 to 3600"},
+    {"page without a maximum", "paths/system.yaml", "    summary: Ping\n",
+     "    summary: Ping\n    parameters:\n      - name: page\n        in: query\n        schema:\n"
+     "          type: integer\n          minimum: 1\n",
+     "query parameter 'page' needs a maximum from 1 to 1000000"},
 };
 
 static void codegen__broken_spec_rejected(void **state)
