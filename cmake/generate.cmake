@@ -12,7 +12,8 @@ set(ZNP_GEN_API_SOURCES
     ${ZNP_GEN_DIR}/grpc_methods.gen.c
     ${ZNP_GEN_DIR}/openapi.gen.c
     ${ZNP_GEN_DIR}/proto/grpc/health/v1/health.pb-c.c
-    ${ZNP_GEN_DIR}/proto/znp/v1/znp.pb-c.c)
+    ${ZNP_GEN_DIR}/proto/znp/v1/znp.pb-c.c
+    ${ZNP_GEN_DIR}/proto/znp/kernel/v1/kernel.pb-c.c)
 set(ZNP_GEN_OUTPUTS
     ${ZNP_GEN_API_SOURCES}
     ${ZNP_GEN_DIR}/errors.gen.h
@@ -23,7 +24,8 @@ set(ZNP_GEN_OUTPUTS
     ${ZNP_GEN_DIR}/openapi.gen.h
     ${ZNP_GEN_DIR}/openapi.json
     ${ZNP_GEN_DIR}/proto/grpc/health/v1/health.pb-c.h
-    ${ZNP_GEN_DIR}/proto/znp/v1/znp.pb-c.h)
+    ${ZNP_GEN_DIR}/proto/znp/v1/znp.pb-c.h
+    ${ZNP_GEN_DIR}/proto/znp/kernel/v1/kernel.pb-c.h)
 
 # The generator leaves files whose bytes did not change untouched, so a stamp
 # records the last run; the outputs are byproducts.

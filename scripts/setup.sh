@@ -33,7 +33,9 @@ BUILD_PACKAGES=(
 # postgresql pulls in postgresql-client-15 (psql, pg_dump).
 RUNTIME_PACKAGES=(postgresql curl openssl)
 # python3-aiosmtpd: the SMTP capture server of the mail tests.
+# v2ray: `v2ray -test` checks the client configurations of the golden files.
 TEST_PACKAGES=(nghttp2-client h2o prometheus valgrind util-linux procps python3-aiosmtpd)
+TEST_PACKAGES+=(v2ray)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WANT_TEST=0

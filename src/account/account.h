@@ -68,8 +68,10 @@ int znp_account__normalize_roles(znp_ctx_t *ctx, const znp_array_t *roles, const
 
 /*
  * Deprecate the user's active credential (if any) and create the next
- * version with a fresh random secret, in the caller's transaction. Fills
- * *out with the new version's summary. Returns 0 or a negative znp_err.
+ * version with a fresh random secret (znp_identity_rotate), and queue the job
+ * ZNP_BINDINGS_SYNC_USER_JOB that pushes the new password to the kernels, in
+ * the caller's transaction. Fills *out with the new version's summary.
+ * Returns 0 or a negative znp_err.
  */
 int znp_account__rotate_credential(znp_ctx_t *ctx, int64_t user_id, znp_credential_summary_t *out);
 

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "operations.gen.h"
 #include "core/pagination.h"
+#include "uniproxy/uniproxy.h"
 
 #define LOG_TAG "account"
 
@@ -268,6 +269,9 @@ int znp_op_update_admin_user_status(znp_ctx_t *ctx, const znp_update_admin_user_
     if (rc == 0)
         rc = reload(ctx, req->id, &resp->user);
     rc = finish(ctx, rc);
+    /* only active users appear in node-backend user lists */
+    if (rc == 0)
+        znp_uniproxy_invalidate();
     json_decref(diff);
     PQclear(res);
     return rc;

@@ -65,7 +65,7 @@ static const char CSV_HEADER[] =
     "id,actor_id,actor_email,actor_roles,action,resource_type,resource_id,source_ip,metadata,created_at\r\n";
 
 /* Postgres array literal {"a","b"} of the caller's roles; `out` must hold ZNP_ROLES_MAX * 66 + 3 bytes. */
-static void roles_literal(char *out, size_t out_size, const znp_identity_t *caller)
+static void roles_literal(char *out, size_t out_size, const znp_caller_t *caller)
 {
     size_t len = 0;
 
@@ -87,7 +87,7 @@ static void roles_literal(char *out, size_t out_size, const znp_identity_t *call
 
 int znp_audit_record(znp_ctx_t *ctx, PGconn *db, const znp_audit_entry_t *entry)
 {
-    const znp_identity_t *caller = ctx != NULL ? &ctx->caller : NULL;
+    const znp_caller_t *caller = ctx != NULL ? &ctx->caller : NULL;
     int use_caller = entry->actor_id == 0 && caller != NULL && caller->user_id != 0;
     char actor_id[24], roles[ZNP_ROLES_MAX * 66 + 3], user_agent[ZNP_AUDIT_USER_AGENT_MAX + 1];
     const char *request_id = ctx != NULL ? ctx->request_id : NULL;

@@ -45,7 +45,7 @@ static const char *bearer_token(const char *authorization, size_t *len)
     return p;
 }
 
-static void fill_identity(znp_identity_t *out, const znp_auth_user_t *user, const znp_jwt_claims_t *claims)
+static void fill_identity(znp_caller_t *out, const znp_auth_user_t *user, const znp_jwt_claims_t *claims)
 {
     memset(out, 0, sizeof(*out));
     out->user_id = user->id;

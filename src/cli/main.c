@@ -14,6 +14,7 @@ static const char usage_text[] =
     "  migrate up|down|status  apply, revert or list the database migrations\n"
     "  admin create            create an admin account or reset its password\n"
     "  tools check-config      validate the configuration and print it with secrets masked\n"
+    "  tools rotate-master-key re-encrypt the user identity credentials under a new key\n"
     "  version                 print the version\n"
     "  help [COMMAND]          print this help or the help of COMMAND\n"
     "\n"

@@ -24,19 +24,25 @@
 #include <string.h>
 #include <time.h>
 
+#include "bindings/bindings.h"
 #include "core/log.h"
 #include "download/download.h"
 #include "grpc/server.h"
 #include "http/server.h"
+#include "identity/identity.h"
 #include "jobs/jobs.h"
+#include "kernel/kernel.h"
 #include "mail/mail.h"
 #include "runtime/health.h"
 #include "runtime/metrics.h"
 #include "runtime/pool.h"
 #include "runtime/watcher.h"
+#include "uniproxy/uniproxy.h"
 #include "security/security.h"
+#include "subscriptions/reset.h"
 #include "subscriptions/subscriptions.h"
 #include "system/site.h"
+#include "traffic/traffic.h"
 #include "znp_version.h"
 
 #define LOG_TAG "serve"
@@ -175,16 +181,26 @@ static void refresh_site(void *data, PGconn *db)
     znp_security_cache_refresh(db, data);
     /* site settings appear in every file, and notifications sent while disconnected are lost */
     znp_download_cache_clear();
+    znp_uniproxy_on_reconnect();
 }
 
-/* NOTIFY znp_subscriptions carries one subscription id; anything else drops every cached file. */
+/*
+ * NOTIFY znp_subscriptions carries one subscription id; anything else drops every cached file. Eligibility
+ * and node-token notifications go to the node-backend caches.
+ */
 static void subscription_changed(void *data, const char *channel, const char *payload)
 {
     char *end = NULL;
     long long id;
 
     (void)data;
-    (void)channel;
+    if (strcmp(channel, ZNP_WATCHER_ELIGIBILITY_CHANNEL) == 0 || strcmp(channel, ZNP_WATCHER_NODE_TOKENS_CHANNEL) == 0) {
+        znp_uniproxy_on_notify(channel, payload);
+        /* which nodes a subscription file lists depends on the same rows */
+        if (strcmp(channel, ZNP_WATCHER_ELIGIBILITY_CHANNEL) == 0)
+            znp_download_cache_clear();
+        return;
+    }
     errno = 0;
     id = strtoll(payload, &end, 10);
     if (errno != 0 || end == payload || *end != '\0' || id <= 0)
@@ -267,6 +283,12 @@ static int start_servers(server_t *s)
         cli_error("could not start the worker pool");
         return CLI_EXIT_RUNTIME;
     }
+    if (znp_jobs_schedule(ZNP_SUBSCRIPTIONS_RESET_JOB, s->config->jobs.traffic_reset_interval_s,
+                          znp_subscriptions_reset_traffic) != 0 ||
+        znp_jobs_schedule(ZNP_IDENTITY_UPGRADE_JOB, 3600, znp_identity_upgrade) != 0) {
+        cli_error("could not schedule %s and %s", ZNP_SUBSCRIPTIONS_RESET_JOB, ZNP_IDENTITY_UPGRADE_JOB);
+        return CLI_EXIT_RUNTIME;
+    }
     if (znp_jobs_schedule(ZNP_SUBSCRIPTIONS_EXPIRE_JOB, s->config->jobs.expire_interval_s, znp_subscriptions_expire) !=
         0) {
         cli_error("could not schedule %s", ZNP_SUBSCRIPTIONS_EXPIRE_JOB);
@@ -274,6 +296,18 @@ static int start_servers(server_t *s)
     }
     if (znp_jobs_schedule(ZNP_JOBS_PURGE_JOB, s->config->jobs.purge_interval_s, znp_jobs_purge) != 0) {
         cli_error("could not schedule %s", ZNP_JOBS_PURGE_JOB);
+        return CLI_EXIT_RUNTIME;
+    }
+    if (znp_jobs_schedule(ZNP_TRAFFIC_PURGE_JOB, 3600, znp_traffic_purge_reports) != 0) {
+        cli_error("could not schedule %s", ZNP_TRAFFIC_PURGE_JOB);
+        return CLI_EXIT_RUNTIME;
+    }
+    if (znp_kernel_poller_register() != 0) {
+        cli_error("could not schedule %s", ZNP_KERNEL_POLL_JOB);
+        return CLI_EXIT_RUNTIME;
+    }
+    if (znp_bindings_register() != 0) {
+        cli_error("could not register the %s job", ZNP_BINDINGS_SYNC_USER_JOB);
         return CLI_EXIT_RUNTIME;
     }
     if (znp_jobs_runner_start(&s->jobs, s->config, s->dsn, s->config->jobs.threads) != 0) {
@@ -338,6 +372,7 @@ static void stop_everything(server_t *s)
     znp_grpc_server_destroy(s->grpc);
     znp_http_server_destroy(s->http);
     znp_jobs_runner_stop(s->jobs);
+    znp_kernel_poller_stop();
     znp_pool_destroy(s->pool);
     znp_watcher_stop(s->watcher);
     znp_db_embedded_stop(s->embedded);

@@ -23,6 +23,7 @@ static const struct env_override {
     {"ZNP_AUTH_ACCESS_SECRET", "auth.access_secret"},
     {"ZNP_AUTH_REFRESH_SECRET", "auth.refresh_secret"},
     {"ZNP_MASTER_KEY", "security.master_key"},
+    {"ZNP_CREDENTIAL_KEY", "security.credential_key"},
     {"ZNP_LOG_LEVEL", "log.level"},
     {"ZNP_LOG_FILE", "log.file"},
     {"ZNP_MAIL_PASSWORD", "mail.password"},

@@ -66,6 +66,7 @@ typedef struct znp_config_auth {
 
 typedef struct znp_config_security {
     char *master_key;           /* base64 of 32 bytes: AES-256-GCM key for secrets at rest. Env: ZNP_MASTER_KEY */
+    char *credential_key;       /* key text of the user identity credentials; NULL = master_key. Env: ZNP_CREDENTIAL_KEY */
     int require_admin_mfa;      /* admin routes return 403 mfa_required until the admin enables MFA; default false */
 } znp_config_security_t;
 
@@ -86,6 +87,7 @@ typedef struct znp_config_jobs {
     uint32_t threads;           /* job runner threads, each with its own connection; default 1, 0 = no runner */
     uint32_t poll_interval_ms;  /* queue poll when no notification arrives; default 1000 */
     uint32_t expire_interval_s; /* seconds between runs of the subscriptions.expire scheduled job; default 60 */
+    uint32_t traffic_reset_interval_s; /* seconds between runs of subscriptions.traffic_reset; default 300 */
     uint32_t purge_interval_s;  /* seconds between runs of the maintenance.purge scheduled job; default 3600 */
     uint32_t retention_days;    /* days finished (done or dead) jobs are kept; default 14 */
 } znp_config_jobs_t;

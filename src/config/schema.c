@@ -74,6 +74,7 @@ static const cyaml_schema_field_t auth_fields[] = {
 
 static const cyaml_schema_field_t security_fields[] = {
     STRING_FIELD("master_key", znp_config_security_t, master_key),
+    STRING_FIELD("credential_key", znp_config_security_t, credential_key),
     CYAML_FIELD_BOOL("require_admin_mfa", CYAML_FLAG_OPTIONAL, znp_config_security_t, require_admin_mfa),
     CYAML_FIELD_END,
 };
@@ -129,6 +130,7 @@ static const cyaml_schema_field_t jobs_fields[] = {
     CYAML_FIELD_UINT("threads", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, threads),
     CYAML_FIELD_UINT("poll_interval_ms", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, poll_interval_ms),
     CYAML_FIELD_UINT("expire_interval_s", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, expire_interval_s),
+    CYAML_FIELD_UINT("traffic_reset_interval_s", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, traffic_reset_interval_s),
     CYAML_FIELD_UINT("purge_interval_s", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, purge_interval_s),
     CYAML_FIELD_UINT("retention_days", CYAML_FLAG_OPTIONAL, znp_config_jobs_t, retention_days),
     CYAML_FIELD_END,
@@ -314,6 +316,7 @@ static const struct key_meta {
     {"codes.per_address_per_hour", "5", 0},
     {"codes.per_ip_per_hour", "20", 0},
     {"security.master_key", NULL, CONFIG_NULLABLE | CONFIG_SECRET | CONFIG_GENERATED},
+    {"security.credential_key", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
     {"security.require_admin_mfa", "false", 0},
     {"site.name", "znp", 0},
     {"site.logo_url", "", 0},
@@ -370,6 +373,7 @@ static const struct key_meta {
     {"jobs.threads", "1", 0},
     {"jobs.poll_interval_ms", "1000", 0},
     {"jobs.expire_interval_s", "60", 0},
+    {"jobs.traffic_reset_interval_s", "300", 0},
     {"jobs.purge_interval_s", "3600", 0},
     {"jobs.retention_days", "14", 0},
     {"download.cache_entries", "10000", 0},

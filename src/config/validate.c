@@ -323,6 +323,11 @@ static int check_security(const znp_config_t *config, znp_config_error_t *err)
     uint8_t key[ZNP_CRYPTO_KEY_LEN];
     int rc;
 
+    if (config->security.credential_key != NULL && (strlen(config->security.credential_key) < 32 ||
+                                                     strlen(config->security.credential_key) > 1024))
+        return fail(err, config, "security.credential_key",
+                    "security.credential_key must be 32 to 1024 bytes long "
+                    "(generate one with: openssl rand -base64 32)");
     if (config->security.master_key == NULL)
         return 0;
     rc = znp_crypto_key_decode(key, config->security.master_key);
@@ -368,6 +373,9 @@ static int check_jobs_and_mail(const znp_config_t *config, znp_config_error_t *e
         return fail(err, config, "download.cache_ttl_s", "download.cache_ttl_s must be at most 3600");
     if (config->jobs.expire_interval_s < 1 || config->jobs.expire_interval_s > 86400)
         return fail(err, config, "jobs.expire_interval_s", "jobs.expire_interval_s must be from 1 to 86400");
+    if (config->jobs.traffic_reset_interval_s < 1 || config->jobs.traffic_reset_interval_s > 86400)
+        return fail(err, config, "jobs.traffic_reset_interval_s",
+                    "jobs.traffic_reset_interval_s must be from 1 to 86400");
     if (config->jobs.purge_interval_s < 1 || config->jobs.purge_interval_s > 86400)
         return fail(err, config, "jobs.purge_interval_s", "jobs.purge_interval_s must be from 1 to 86400");
     if (config->jobs.retention_days < 1 || config->jobs.retention_days > 3650)

@@ -22,18 +22,18 @@ struct znp_stream;
 #define ZNP_ROLES_MAX 8
 
 /* the authenticated caller; user_id 0 means anonymous */
-typedef struct znp_identity {
+typedef struct znp_caller {
     int64_t user_id;
     char email[256];
     size_t role_count;
     char roles[ZNP_ROLES_MAX][32];
     int64_t token_issued_at; /* Unix seconds */
-} znp_identity_t;
+} znp_caller_t;
 
 typedef struct znp_ctx {
     PGconn *db;                        /* borrowed; NULL for inline operations that run on an event loop */
     const struct znp_config *config;   /* borrowed, read-only while serving */
-    znp_identity_t caller;
+    znp_caller_t caller;
     znp_locale_t locale;
     znp_arena_t *arena;                /* request arena for strings the response points to */
     znp_error_t *err;                  /* where the operation records error detail */

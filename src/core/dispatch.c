@@ -138,6 +138,14 @@ json_t *znp_dispatch_error_body(int err, const znp_error_t *detail, znp_locale_t
         if (item != NULL)
             json_array_append_new(details, item);
     }
+    if (detail != NULL && detail->more_details != NULL && (detail->code == err || detail->code == 0)) {
+        json_t *more = json_loads(detail->more_details, 0, NULL);
+
+        /* an unparsable list is dropped; the first entry above is still shown */
+        if (json_is_array(more))
+            json_array_extend(details, more);
+        json_decref(more);
+    }
 
     envelope = json_pack("{s:I, s:s, s:s, s:O, s:s?}", "code", (json_int_t)info->code, "error", info->key, "message",
                          znp_error_message(err, locale), "details", details, "request_id", request_id);

@@ -12,6 +12,7 @@ int znp_error_set(znp_error_t *e, int err, const char *path, const char *fmt, ..
         return err;
     e->code = err;
     e->retry_after = 0;
+    e->more_details = NULL;
     snprintf(e->path, sizeof(e->path), "%s", path != NULL ? path : "");
     e->detail[0] = '\0';
     if (fmt != NULL) {

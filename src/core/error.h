@@ -24,6 +24,12 @@ typedef struct znp_error {
     char path[ZNP_ERROR_PATH_MAX];   /* JSON path such as "$.items[2].name", or a parameter name */
     char detail[ZNP_ERROR_DETAIL_MAX]; /* English detail for the details array, e.g. "must be at most 64 characters" */
     int retry_after;                 /* seconds for Retry-After, 0 when not applicable */
+    /*
+     * Further details entries, as the text of a JSON array of {"field", "message"} objects, appended after
+     * path/detail when several values are wrong. Borrowed (usually the request arena), NULL when none;
+     * znp_error_set clears it.
+     */
+    const char *more_details;
 } znp_error_t;
 
 /* Record `err` with an optional path and printf detail; returns `err` so callers can `return znp_error_set(...)`. */

@@ -22,7 +22,9 @@
 #include "auth/sql.h"
 #include "core/log.h"
 #include "core/stream.h"
+#include "download/internal.h"
 #include "formats/formats.h"
+#include "identity/identity.h"
 #include "operations.gen.h"
 #include "protect/protect.h"
 #include "system/site.h"
@@ -61,6 +63,8 @@ typedef struct subscription {
     int64_t used_bytes;
     int expired; /* expires_at has passed by the database clock */
     int64_t template_id; /* 0 when the subscription names no template */
+    int user_active;     /* the owner's account is active */
+    char stamp[40];      /* newest update time of the plan's nodes, see load_subscription */
 } subscription_t;
 
 /* A rendered response body, owned here, with its static content type. */
@@ -121,10 +125,20 @@ static int token_well_formed(const char *token)
 /* Find the subscription of `token`. Returns 0, ZNP_E_NOT_FOUND or a database error. */
 static int load_subscription(znp_ctx_t *ctx, const char *token, subscription_t *out)
 {
-    static const char sql[] = "SELECT id, status, token, coalesce(extract(epoch FROM expires_at)::bigint, 0),"
-                              " traffic_total_bytes, traffic_used_bytes,"
-                              " expires_at IS NOT NULL AND expires_at <= now(), coalesce(template_id, 0)"
-                              " FROM subscriptions WHERE token = $1";
+    /*
+     * Writes to entries, bindings, plan links and credentials empty the
+     * download cache through NOTIFY znp_eligibility, and at once on the
+     * instance that wrote. A node's status has no notification, so the newest
+     * update time of the plan's nodes is part of the cache key. So a node put
+     * into maintenance or disabled is never served from a cached file.
+     */
+    static const char sql[] =
+        "SELECT q.id, q.status, q.token, coalesce(extract(epoch FROM q.expires_at)::bigint, 0),"
+        " q.traffic_total_bytes, q.traffic_used_bytes,"
+        " q.expires_at IS NOT NULL AND q.expires_at <= now(), coalesce(q.template_id, 0), u.status = 1,"
+        " coalesce((SELECT max(n.updated_at)::text FROM nodes n WHERE n.id IN (SELECT b.node_id FROM plan_bindings pb"
+        "  JOIN protocol_bindings b ON b.id = pb.binding_id WHERE pb.plan_id = q.plan_id)), '')"
+        " FROM subscriptions q JOIN users u ON u.id = q.user_id WHERE q.token = $1";
     const char *params[1] = {token};
     PGresult *res = NULL;
     const char *stored;
@@ -153,6 +167,8 @@ static int load_subscription(znp_ctx_t *ctx, const char *token, subscription_t *
     out->used_bytes = znp_sql_int64(res, 0, 5);
     out->expired = znp_sql_bool(res, 0, 6);
     out->template_id = znp_sql_int64(res, 0, 7);
+    out->user_active = znp_sql_bool(res, 0, 8);
+    snprintf(out->stamp, sizeof(out->stamp), "%s", PQgetvalue(res, 0, 9));
 
 cleanup:
     PQclear(res);
@@ -161,7 +177,8 @@ cleanup:
 
 static reason_t blocked_reason(const subscription_t *sub)
 {
-    if (sub->status == STATUS_DISABLED)
+    /* a disabled account gets no entries either, as in the view binding_eligible_users */
+    if (sub->status == STATUS_DISABLED || !sub->user_active)
         return REASON_DISABLED;
     if (sub->status == STATUS_EXPIRED || sub->expired)
         return REASON_EXPIRED;
@@ -185,21 +202,6 @@ static const char *reason_text(reason_t reason, znp_locale_t locale)
         break;
     }
     return "";
-}
-
-/*
- * The nodes the subscription grants.
- * NOTE: protocol entries and node bindings do not exist yet, so the list is
- * empty. Once they exist this reads the entries bound to the subscription's
- * plan and fills one znp_formats_node_t per entry (strings in ctx->arena).
- */
-int znp_download_load_nodes(znp_ctx_t *ctx, int64_t subscription_id, znp_formats_node_t **nodes, size_t *count)
-{
-    (void)ctx;
-    (void)subscription_id;
-    *nodes = NULL;
-    *count = 0;
-    return 0;
 }
 
 /*
@@ -341,8 +343,9 @@ static int render_file(znp_ctx_t *ctx, rendered_t *out, const znp_formats_client
  * JSON text built by the database, without `template`. It has the keys of
  * the sample data src/templates checks a template against at publish, and
  * test_download.py checks that the two keep the same keys.
- * NOTE: protocol entries do not exist yet, so nodes and protocol_bindings
- * are empty and user_identity carries no protocol credential.
+ * `nodes` lists the entries of DOWNLOAD_ENTRY_SCOPE, also those of protocols
+ * without a built-in format; protocol_bindings (the same list) and
+ * user_identity (identity_context) are added in C.
  */
 static const char CONTEXT_SQL[] =
     "SELECT jsonb_build_object("
@@ -354,11 +357,30 @@ static const char CONTEXT_SQL[] =
     "  'traffic_remaining_bytes', CASE WHEN s.traffic_total_bytes > 0"
     "   THEN greatest(s.traffic_total_bytes - s.traffic_used_bytes, 0) ELSE 0 END,"
     "  'devices_limit', s.devices_limit, 'available_template_ids', to_jsonb(s.available_template_ids)),"
-    " 'nodes', '[]'::jsonb, 'protocol_bindings', '[]'::jsonb,"
-    " 'user_identity', jsonb_build_object('version', 1, 'status', 'active', 'account_id', u.id, 'account', u.email,"
-    "  'password', '', 'id', u.id, 'uuid', '', 'username', u.email, 'secret', ''),"
-    " 'generated_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))::text"
+    " 'nodes', coalesce((SELECT jsonb_agg(jsonb_build_object('id', b.id, 'binding_id', b.id, 'entry_id', e.id,"
+    "   'name', e.name, 'kernel_id', b.kernel_id, 'protocol', b.protocol, 'role', b.role, 'hostname', e.entry_address,"
+    "   'port', e.entry_port, 'listen', b.listen, 'connect', b.connect, 'access_address', e.entry_address,"
+    "   'entry_address', e.entry_address, 'access_port', e.entry_port, 'entry_port', e.entry_port, 'node_id', n.id,"
+    "   'node_name', n.name, 'region', n.region, 'country', n.country, 'status', 'active', 'binding_status', 'active',"
+    "   'health_status', CASE b.health_status WHEN 1 THEN 'healthy' WHEN 2 THEN 'degraded' ELSE 'unknown' END,"
+    "   'profile', e.profile, 'tags', to_jsonb(e.tags),"
+    "   'updated_at', to_char(e.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
+    "  " DOWNLOAD_ENTRY_ORDER ")" DOWNLOAD_ENTRY_SCOPE("$1") "), '[]'::jsonb),"
+    " 'generated_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))::text, u.id"
     " FROM subscriptions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
+/* user_identity of the context: the user's active credential, created on first use. NULL on failure. */
+static json_t *identity_context(znp_ctx_t *ctx, int64_t user_id)
+{
+    znp_identity_t identity;
+
+    if (znp_identity_ensure(ctx->db, ctx->config, user_id, &identity, ctx->request_id) != 0)
+        return NULL;
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "version", (json_int_t)identity.version,
+                     "status", "active", "account_id", identity.uuid, "account", identity.uuid, "id", identity.uuid,
+                     "uuid", identity.uuid, "username", identity.uuid, "password", identity.password, "secret",
+                     identity.password);
+}
 
 /*
  * The newest published version of the template this download uses: the
@@ -395,6 +417,16 @@ static json_t *template_context(znp_ctx_t *ctx, const subscription_t *sub, const
     root = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     if (root == NULL)
         goto cleanup;
+    if (json_object_set_new(root, "user_identity", identity_context(ctx, znp_sql_int64(res, 0, 1))) != 0) {
+        json_decref(root);
+        root = NULL;
+        goto cleanup;
+    }
+    if (json_object_set(root, "protocol_bindings", json_object_get(root, "nodes")) != 0) {
+        json_decref(root);
+        root = NULL;
+        goto cleanup;
+    }
     /* json_object_set_new takes the value even when it fails */
     if (json_object_set_new(root, "template",
                             json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)znp_sql_int64(tmpl_res, 0, 0), "name",
@@ -812,17 +844,17 @@ static int render_active(znp_ctx_t *ctx, rendered_t *file, char etag[68], const 
                          const subscription_t *sub)
 {
     PGresult *tmpl_res = NULL;
-    char key[160];
+    char key[224];
     int have_template, rc;
 
     if ((rc = find_template(ctx, client, sub, &tmpl_res)) != 0)
         goto cleanup;
     have_template = PQntuples(tmpl_res) == 1;
     /* template id and version, or "built-in"; then the client format, whose name is also the template's client type */
-    snprintf(key, sizeof(key), "%" PRId64 "|%s%s%s|%s|%d", sub->id,
+    snprintf(key, sizeof(key), "%" PRId64 "|%s%s%s|%s|%s|%d|%s", sub->id,
              have_template ? PQgetvalue(tmpl_res, 0, 0) : "built-in", have_template ? ":" : "",
              have_template ? PQgetvalue(tmpl_res, 0, 3) : "", znp_formats_format_name(client->format),
-             (int)ctx->locale);
+             client->version, (int)ctx->locale, sub->stamp);
     if (cache_get(ctx->config, key, file, etag))
         goto cleanup;
     rc = have_template ? render_template(ctx, file, client, sub, tmpl_res) : 0;

@@ -15,9 +15,18 @@
 
 /*
  * The nodes subscription `subscription_id` grants, as *nodes (in ctx->arena
- * or static; NULL when *count is 0). Returns 0 or a negative znp_err.
+ * or static; NULL when *count is 0): its plan's active entries of active,
+ * reachable bindings (see DOWNLOAD_ENTRY_SCOPE in download/internal.h),
+ * with the user's identity as credential. Entries whose protocol has no
+ * client format are left out and logged. Returns 0 or a negative znp_err.
  */
 int znp_download_load_nodes(znp_ctx_t *ctx, int64_t subscription_id, znp_formats_node_t **nodes, size_t *count);
+
+/*
+ * Whether binding protocol `name` ("vmess", "ss", "hy2"...) has a client
+ * format; on 1, *out receives it.
+ */
+int znp_download_protocol_of(const char *name, znp_formats_protocol_t *out);
 
 /*
  * Whether an If-None-Match value (one tag, a comma-separated list, W/ tags

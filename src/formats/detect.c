@@ -210,19 +210,35 @@ static void read_version(char *out, const char *after)
     out[n] = '\0';
 }
 
-/* Find the first rule of `kind` with a token in `ua`; *after receives the position after the token. */
+/*
+ * Find the first rule of `kind` with a token in `ua`; *after receives the
+ * position after the longest of its tokens found at the same place, so
+ * "clash-verge-rev/2.1.2" reads its version after "clash-verge-rev", not
+ * after "clash-verge".
+ */
 static const znp_formats_client_rule_t *match_rule(const char *ua, znp_formats_match_t kind, const char **after)
 {
     for (size_t i = 0; i < RULE_COUNT; i++) {
+        const char *best = NULL, *best_start = NULL;
+
         if (rules[i].kind != kind)
             continue;
         for (size_t t = 0; t < ZNP_FORMATS_TOKENS_MAX && rules[i].tokens[t] != NULL; t++) {
             const char *end = find_token(ua, rules[i].tokens[t]);
+            const char *start;
 
-            if (end != NULL) {
-                *after = end;
-                return &rules[i];
+            if (end == NULL)
+                continue;
+            start = end - strlen(rules[i].tokens[t]);
+            /* the earliest match, and the longest token among those starting there */
+            if (best == NULL || start < best_start || (start == best_start && end > best)) {
+                best = end;
+                best_start = start;
             }
+        }
+        if (best != NULL) {
+            *after = best;
+            return &rules[i];
         }
     }
     return NULL;

@@ -110,6 +110,20 @@ int znp_formats_node_check(const znp_formats_node_t *node, znp_error_t *err);
 /* Whether `cipher` is a shadowsocks 2022 method (2022-blake3-*). */
 int znp_formats_is_ss2022(const char *cipher);
 
+/* Key length in bytes a shadowsocks 2022 method needs (16 or 32), or 0 for any other method. */
+size_t znp_formats_ss2022_key_len(const char *cipher);
+
+/*
+ * The shadowsocks 2022 user key of a user whose identity password is
+ * `password_hex` (64 hex digits, 32 bytes): the first
+ * znp_formats_ss2022_key_len(cipher) bytes of those 32, as padded standard
+ * base64, written to out (at least 45 bytes). The kernel side must apply
+ * the same steps to accept the key. Returns 0, or
+ * ZNP_E_VALIDATION_FAILED when `cipher` is not a 2022 method, the password
+ * is not 64 hex digits or `size` is too small.
+ */
+int znp_formats_ss2022_user_key(char *out, size_t size, const char *cipher, const char *password_hex);
+
 /*
  * Write the share link of `node` (vmess://, vless://, trojan://, ss://,
  * hysteria2://, tuic://, anytls://) to *out (owned, NUL-terminated).

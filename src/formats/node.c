@@ -277,6 +277,56 @@ int znp_formats_is_ss2022(const char *cipher)
     return cipher != NULL && strncmp(cipher, "2022-blake3-", 12) == 0;
 }
 
+size_t znp_formats_ss2022_key_len(const char *cipher)
+{
+    if (!znp_formats_is_ss2022(cipher))
+        return 0;
+    return strcmp(cipher, "2022-blake3-aes-128-gcm") == 0 ? 16 : 32;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int znp_formats_ss2022_user_key(char *out, size_t size, const char *cipher, const char *password_hex)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char key[32];
+    size_t key_len = znp_formats_ss2022_key_len(cipher), o = 0;
+
+    if (key_len == 0 || password_hex == NULL || strlen(password_hex) != 64 || size < (key_len + 2) / 3 * 4 + 1)
+        return ZNP_E_VALIDATION_FAILED;
+    for (size_t i = 0; i < 32; i++) {
+        int hi = hex_value(password_hex[2 * i]), lo = hex_value(password_hex[2 * i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return ZNP_E_VALIDATION_FAILED;
+        key[i] = (unsigned char)(hi << 4 | lo);
+    }
+    for (size_t i = 0; i < key_len; i += 3) {
+        unsigned v = (unsigned)key[i] << 16;
+        size_t left = key_len - i;
+
+        if (left > 1)
+            v |= (unsigned)key[i + 1] << 8;
+        if (left > 2)
+            v |= key[i + 2];
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = left > 1 ? b64[v >> 6 & 63] : '=';
+        out[o++] = left > 2 ? b64[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return 0;
+}
+
 static int fail(znp_error_t *err, const char *path, const char *detail)
 {
     if (err == NULL)

@@ -31,6 +31,7 @@
 #include "grpc/convert.h"
 #include "grpc/internal.h"
 #include "security/security.h"
+#include "traffic/traffic.h"
 
 /* limit for one call's request arena */
 #define ARENA_LIMIT (16u << 20)
@@ -446,6 +447,8 @@ static void execute(bridge_t *bridge, PGconn *db)
     ctx.user_agent = bridge->user_agent;
     ctx.now = clock_now;
     ctx.verify = znp_security_verify_unsigned; /* gRPC carries no signature: signed route groups refuse it */
+    if (strcmp(op->tag, ZNP_TRAFFIC_KERNEL_TAG) == 0)
+        ctx.verify = znp_traffic_verify_node_token; /* kernels authenticate with their node token */
     ctx.admit = admit_user;
     ctx.admit_data = bridge;
 

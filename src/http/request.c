@@ -30,6 +30,7 @@
 #include "runtime/metrics.h"
 #include "runtime/pool.h"
 #include "security/security.h"
+#include "traffic/traffic.h"
 
 #define LOG_MODULE               "http"
 #define LOG_PATH_MAX             128 /* input bytes of a path written to the access log */
@@ -53,9 +54,11 @@ struct znp_http_request {
 struct http_job;
 
 /* the request headers of the signed third-party API (security/security.h) */
-enum { SIGNED_HEADER_COUNT = 6 };
+/* the signed third-party API headers, then the webhook headers of kernel callbacks */
+enum { SIGNED_HEADER_COUNT = 9 };
 static const char *const signed_header_names[SIGNED_HEADER_COUNT] = {
     "x-znp-api-key", "x-znp-timestamp", "x-znp-nonce", "x-znp-signature", "x-znp-encrypted", "x-znp-iv",
+    "x-znp-webhook-token", "x-znp-webhook-signature", "stripe-signature",
 };
 
 /* lives in the request's pool and marks the job when its request ends */
@@ -88,6 +91,7 @@ typedef struct http_job {
     const char *user_agent;
     const char *accept;        /* Accept and If-None-Match, for ZNP_OP_STREAM operations */
     const char *if_none_match;
+    const char *report_id;     /* X-Report-Id, for ZNP_OP_STREAM operations */
     char client_ip[INET6_ADDRSTRLEN];
     char request_id[ZNP_REQUEST_ID_MAX + 1];
     znp_protect_t *protect; /* per-user rate limits after authentication */
@@ -680,7 +684,14 @@ static int verify_signed(znp_ctx_t *ctx, const znp_operation_t *op, znp_call_t *
         .body_len = call->body_len,
     };
 
-    (void)op;
+    /* kernel callbacks carry webhook credentials over the raw body */
+    if (strcmp(op->tag, ZNP_TRAFFIC_KERNEL_TAG) == 0) {
+        const char *signature = job->signed_headers[7] != NULL ? job->signed_headers[7] : job->signed_headers[8];
+        int rc = znp_traffic_webhook_verify(ctx, job->signed_headers[6], signature, call->body, call->body_len);
+
+        if (rc != 0)
+            return rc;
+    }
     return znp_security_verify(ctx, (int)job->group, &in, &call->body, &call->body_len);
 }
 
@@ -700,6 +711,9 @@ static void run_job(znp_job_t *base, PGconn *db)
     znp_http__writer_init(&writer, mailbox, job, job->request_id);
     writer.super.accept = job->accept;
     writer.super.if_none_match = job->if_none_match;
+    writer.super.report_id = job->report_id;
+    writer.super.body = job->body;
+    writer.super.body_len = job->body_len;
     znp_arena_init(&arena, 0);
     if (db == NULL || !znp_health_database_up()) {
         rc = ZNP_E_DATABASE_UNAVAILABLE;
@@ -809,10 +823,12 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
         negotiates && accept_index != -1 ? req->headers.entries[accept_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t if_none_match =
         negotiates && match_index != -1 ? req->headers.entries[match_index].value : h2o_iovec_init(NULL, 0);
+    ssize_t report_index = negotiates ? h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-report-id"), -1) : -1;
+    h2o_iovec_t report_id = report_index != -1 ? req->headers.entries[report_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t path = target_path(req);
     h2o_iovec_t signed_values[SIGNED_HEADER_COUNT];
     size_t size = query.len + 1 + body.len + 1 + auth.len + 1 + agent.len + 1 + req->method.len + 1 + path.len + 1 +
-                  accept.len + 1 + if_none_match.len + 1;
+                  accept.len + 1 + if_none_match.len + 1 + report_id.len + 1;
     http_job_t *job;
     char *cursor;
 
@@ -854,6 +870,7 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     job->user_agent = agent.base != NULL ? store(&cursor, agent.base, agent.len) : NULL;
     job->accept = accept.base != NULL ? store(&cursor, accept.base, accept.len) : NULL;
     job->if_none_match = if_none_match.base != NULL ? store(&cursor, if_none_match.base, if_none_match.len) : NULL;
+    job->report_id = report_id.base != NULL ? store(&cursor, report_id.base, report_id.len) : NULL;
     job->method = store(&cursor, req->method.base, req->method.len);
     job->path = store(&cursor, path.base, path.len);
     job->path_len = path.len;

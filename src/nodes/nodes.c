@@ -18,6 +18,7 @@
 
 #include "audit/audit.h"
 #include "auth/sql.h"
+#include "bindings/bindings.h"
 #include "config/config.h"
 #include "core/crypto.h"
 #include "core/log.h"
@@ -528,21 +529,35 @@ int znp_op_delete_admin_node(znp_ctx_t *ctx, const znp_delete_admin_node_request
     static const char sql_kernels[] = "DELETE FROM node_kernels WHERE node_id = $1";
     char text[24];
     const char *params[1] = {znp_nodes__int(text, sizeof(text), req->id)};
+    znp_bindings_removal_t *removal = NULL;
     PGresult *res = NULL;
+    json_t *binding_ids = NULL, *diff = NULL;
     int rc = znp_sql_begin(ctx->db, ctx->request_id);
 
     if (rc != 0)
         return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql, 1, params, ctx->request_id);
+    /* the bindings go first, while the node's kernel credentials can still be read */
+    if ((binding_ids = json_array()) == NULL)
+        rc = ZNP_E_INTERNAL;
+    if (rc == 0)
+        rc = znp_bindings_delete_node(ctx->db, ctx->config, req->id, binding_ids, &removal, ctx->request_id);
+    if (rc == 0)
+        rc = znp_sql_exec(&res, ctx->db, sql, 1, params, ctx->request_id);
     if (rc == 0 && PQntuples(res) != 1)
         rc = znp_error_set(ctx->err, ZNP_E_NOT_FOUND, "id", "no node with this id");
-    /* NOTE: the bindings module must delete this node's bindings and their plan links here */
     if (rc == 0)
         rc = znp_sql_exec(NULL, ctx->db, sql_kernels, 1, params, ctx->request_id);
+    if (rc == 0 && (diff = json_pack("{s:O}", "binding_ids", binding_ids)) == NULL)
+        rc = ZNP_E_INTERNAL;
     if (rc == 0)
-        rc = znp_nodes__audit(ctx, "admin.node.delete", req->id, NULL);
+        rc = znp_nodes__audit(ctx, "admin.node.delete", req->id, diff);
     PQclear(res);
-    return znp_nodes__finish(ctx, rc);
+    json_decref(binding_ids);
+    json_decref(diff);
+    rc = znp_nodes__finish(ctx, rc);
+    /* after the commit the kernel is told, best effort */
+    znp_bindings_removal_finish(removal, rc == 0, ctx->request_id);
+    return rc;
 }
 
 int znp_op_disable_admin_node(znp_ctx_t *ctx, const znp_disable_admin_node_request_t *req,

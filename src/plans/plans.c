@@ -17,6 +17,7 @@
 #include "operations.gen.h"
 #include "plans/internal.h"
 #include "core/pagination.h"
+#include "uniproxy/uniproxy.h"
 
 #define SLUG_MAX 128
 #define MULTIPLIER_MAX 1000.0
@@ -47,6 +48,9 @@ int znp_plans__finish(znp_ctx_t *ctx, int rc)
         rc = znp_sql_commit(ctx->db, ctx->request_id);
     if (rc != 0)
         znp_sql_rollback(ctx->db, ctx->request_id);
+    /* a plan write can change its binding links, which decide node-backend user lists */
+    if (rc == 0)
+        znp_uniproxy_invalidate();
     return rc;
 }
 

@@ -79,6 +79,16 @@ static label_table_t job_kinds = {JOB_SLOTS, job_slots};
 static atomic_uint_fast64_t job_counts[JOB_SLOTS + 1][JOB_RESULTS];
 static atomic_long jobs_queue_depth;
 
+#define KERNEL_CALLS   6 /* the last one is "other" */
+#define KERNEL_RESULTS 6
+static const char *const kernel_call_names[KERNEL_CALLS] = {
+    "status", "protocols", "event_registrations", "service_event_registrations", "node_config", "other"};
+static const char *const kernel_result_names[KERNEL_RESULTS] = {"ok",          "error",     "timeout",
+                                                                "unreachable", "malformed", "unauthorized"};
+static atomic_uint_fast64_t kernel_counts[KERNEL_CALLS][KERNEL_RESULTS];
+static histogram_t kernel_durations[KERNEL_CALLS];
+static atomic_uint_fast64_t node_polls[2]; /* online, offline */
+
 static _Atomic double start_time_seconds;
 
 static uint64_t hash_string(const char *s)
@@ -203,6 +213,35 @@ void znp_metrics_init(void)
             atomic_store(&job_counts[i][r], 0);
     }
     atomic_store(&jobs_queue_depth, 0);
+    for (size_t i = 0; i < KERNEL_CALLS; i++) {
+        for (size_t r = 0; r < KERNEL_RESULTS; r++)
+            atomic_store(&kernel_counts[i][r], 0);
+        histogram_clear(&kernel_durations[i]);
+    }
+    atomic_store(&node_polls[0], 0);
+    atomic_store(&node_polls[1], 0);
+}
+
+void znp_metrics_kernel_call(const char *call, const char *result, double seconds)
+{
+    size_t c = 5, r = 1; /* "other", "error" */
+
+    for (size_t i = 0; call != NULL && i < KERNEL_CALLS; i++) {
+        if (strcmp(call, kernel_call_names[i]) == 0)
+            c = i;
+    }
+    for (size_t i = 0; result != NULL && i < KERNEL_RESULTS; i++) {
+        if (strcmp(result, kernel_result_names[i]) == 0)
+            r = i;
+    }
+    atomic_fetch_add_explicit(&kernel_counts[c][r], 1, memory_order_relaxed);
+    histogram_observe(&kernel_durations[c], seconds);
+}
+
+void znp_metrics_node_poll(const char *outcome)
+{
+    atomic_fetch_add_explicit(&node_polls[outcome != NULL && strcmp(outcome, "online") == 0 ? 0 : 1], 1,
+                              memory_order_relaxed);
 }
 
 void znp_metrics_job_finished(const char *kind, const char *result)
@@ -521,6 +560,34 @@ static void render_jobs(text_t *text)
     text_printf(text, "znp_jobs_queued %ld\n", atomic_load_explicit(&jobs_queue_depth, memory_order_relaxed));
 }
 
+static void render_kernel(text_t *text)
+{
+    text_header(text, "znp_node_sync_calls_total", "counter",
+                "Kernel control calls, by call (status, protocols, ...) and result (ok, error, timeout, unreachable, "
+                "malformed, unauthorized).");
+    for (size_t c = 0; c < KERNEL_CALLS; c++) {
+        for (size_t r = 0; r < KERNEL_RESULTS; r++) {
+            uint64_t count = atomic_load_explicit(&kernel_counts[c][r], memory_order_relaxed);
+
+            if (count > 0)
+                text_printf(text, "znp_node_sync_calls_total{call=\"%s\",result=\"%s\"} %llu\n", kernel_call_names[c],
+                            kernel_result_names[r], (unsigned long long)count);
+        }
+    }
+    text_header(text, "znp_node_sync_call_duration_seconds", "histogram", "Kernel control call duration, by call.");
+    for (size_t c = 0; c < KERNEL_CALLS; c++) {
+        if (histogram_total(&kernel_durations[c]) > 0)
+            text_histogram(text, "znp_node_sync_call_duration_seconds", "call", kernel_call_names[c],
+                           &kernel_durations[c]);
+    }
+    text_header(text, "znp_node_status_polls_total", "counter",
+                "Node status polls of the status poller, by outcome (online, offline).");
+    text_printf(text, "znp_node_status_polls_total{outcome=\"online\"} %llu\n",
+                (unsigned long long)atomic_load_explicit(&node_polls[0], memory_order_relaxed));
+    text_printf(text, "znp_node_status_polls_total{outcome=\"offline\"} %llu\n",
+                (unsigned long long)atomic_load_explicit(&node_polls[1], memory_order_relaxed));
+}
+
 static void render_process(text_t *text, struct znp_pool *pool)
 {
     size_t queued = 0, busy = 0, connected = 0, workers = 0;
@@ -565,6 +632,7 @@ int znp_metrics_render(char **out, size_t *len, struct znp_pool *pool)
     render_http(&text);
     render_grpc(&text);
     render_jobs(&text);
+    render_kernel(&text);
     render_process(&text, pool);
     pthread_mutex_unlock(&render_lock);
 

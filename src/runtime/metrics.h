@@ -31,6 +31,17 @@ void znp_metrics_job_finished(const char *kind, const char *result);
 /* Set the gauge of queued jobs, as last counted by a job runner. */
 void znp_metrics_jobs_queue_depth_set(long depth);
 
+/*
+ * Count one kernel control call (znp_node_sync_calls_total) and its duration
+ * (znp_node_sync_call_duration_seconds). `call` is one of a fixed set of
+ * names ("status", "protocols", ...); `result` "ok", "error", "timeout",
+ * "unreachable", "malformed" or "unauthorized" (others count as "error").
+ */
+void znp_metrics_kernel_call(const char *call, const char *result, double seconds);
+
+/* Count one status poll outcome of the poller (znp_node_status_polls_total): "online" or "offline". */
+void znp_metrics_node_poll(const char *outcome);
+
 /* Render the exposition into a malloc'd buffer (*out owned by the caller). */
 int znp_metrics_render(char **out, size_t *len, struct znp_pool *pool);
 

@@ -221,6 +221,8 @@ static int read_notifications(znp_watcher_t *w)
 {
     PGnotify *notify;
     size_t count = 0;
+    size_t eligibility = 0;
+    size_t tokens = 0;
 
     if (!PQconsumeInput(w->conn) || PQstatus(w->conn) != CONNECTION_OK) {
         lose_connection(w, "read failed");
@@ -230,11 +232,20 @@ static int read_notifications(znp_watcher_t *w)
         if (strcmp(notify->relname, ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL) == 0) {
             if (w->on_notify != NULL)
                 w->on_notify(w->data, notify->relname, notify->extra);
+        } else if (strcmp(notify->relname, ZNP_WATCHER_ELIGIBILITY_CHANNEL) == 0) {
+            eligibility++;
+        } else if (strcmp(notify->relname, ZNP_WATCHER_NODE_TOKENS_CHANNEL) == 0) {
+            tokens++;
         } else {
             count++;
         }
         PQfreemem(notify);
     }
+    /* a bulk update sends one notification per row; one call covers them all */
+    if (eligibility > 0 && w->on_notify != NULL)
+        w->on_notify(w->data, ZNP_WATCHER_ELIGIBILITY_CHANNEL, "");
+    if (tokens > 0 && w->on_notify != NULL)
+        w->on_notify(w->data, ZNP_WATCHER_NODE_TOKENS_CHANNEL, "");
     /* a burst of notifications needs one refresh, not one per message */
     if (count > 0) {
         ZNP_DEBUG(LOG_TAG, NULL, "notification received: channel=%s count=%zu", ZNP_WATCHER_CHANNEL, count);
@@ -265,7 +276,8 @@ static int establish(znp_watcher_t *w)
 
     /* a SET rather than the "options" startup parameter, which connection poolers may reject */
     snprintf(setup, sizeof setup,
-             "SET statement_timeout = %u; LISTEN " ZNP_WATCHER_CHANNEL "; LISTEN " ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL,
+             "SET statement_timeout = %u; LISTEN " ZNP_WATCHER_CHANNEL "; LISTEN " ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL
+             "; LISTEN " ZNP_WATCHER_ELIGIBILITY_CHANNEL "; LISTEN " ZNP_WATCHER_NODE_TOKENS_CHANNEL,
              w->timeout_ms);
     if (run_async(w, setup) != 0) {
         lose_connection(w, "session setup (SET, LISTEN) failed");

@@ -47,6 +47,13 @@
 #define ZNP_WATCHER_CHANNEL               "znp_site_settings"
 /* Also LISTENed on; its notifications go to on_notify only, not on_refresh. */
 #define ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL "znp_subscriptions"
+/*
+ * Also LISTENed on and passed to on_notify, once per burst of notifications
+ * read together and with an empty payload: eligibility changes (the
+ * node-backend user lists) and node-backend token changes.
+ */
+#define ZNP_WATCHER_ELIGIBILITY_CHANNEL   "znp_eligibility"
+#define ZNP_WATCHER_NODE_TOKENS_CHANNEL   "znp_node_tokens"
 #define ZNP_WATCHER_DEFAULT_INTERVAL_MS   1000
 #define ZNP_WATCHER_DEFAULT_TIMEOUT_MS    2000
 
@@ -59,7 +66,10 @@ typedef struct znp_watcher znp_watcher_t;
  */
 typedef void (*znp_watcher_refresh_fn)(void *data, PGconn *db);
 
-/* Runs on the watcher thread for each notification on ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL, with its payload. */
+/*
+ * Runs on the watcher thread for each notification on ZNP_WATCHER_SUBSCRIPTIONS_CHANNEL, with its payload, and
+ * once per burst on the two channels above.
+ */
 typedef void (*znp_watcher_notify_fn)(void *data, const char *channel, const char *payload);
 
 typedef struct znp_watcher_options {

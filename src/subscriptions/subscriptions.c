@@ -22,6 +22,7 @@
 #include "operations.gen.h"
 #include "system/site.h"
 #include "core/pagination.h"
+#include "uniproxy/uniproxy.h"
 
 #define LOG_TAG "subscriptions"
 #define TOKEN_BYTES 16
@@ -209,8 +210,10 @@ static int finish(znp_ctx_t *ctx, int rc)
 static int finish_changed(znp_ctx_t *ctx, int rc, int64_t id)
 {
     rc = finish(ctx, rc);
-    if (rc == 0)
+    if (rc == 0) {
         znp_download_cache_forget(id);
+        znp_uniproxy_invalidate();
+    }
     return rc;
 }
 
@@ -412,7 +415,11 @@ int znp_op_create_admin_subscription(znp_ctx_t *ctx, const znp_create_admin_subs
 cleanup:
     json_decref(diff);
     PQclear(res);
-    return finish(ctx, rc);
+    /* a new subscription can add its user to node-backend user lists */
+    rc = finish(ctx, rc);
+    if (rc == 0)
+        znp_uniproxy_invalidate();
+    return rc;
 }
 
 int znp_op_get_admin_subscription(znp_ctx_t *ctx, const znp_get_admin_subscription_request_t *req,
@@ -741,6 +748,56 @@ int znp_op_reset_user_subscription_token(znp_ctx_t *ctx, const znp_reset_user_su
     }
     PQclear(res);
     return finish(ctx, rc);
+}
+
+int znp_op_switch_user_subscription_template(znp_ctx_t *ctx, const znp_switch_user_subscription_template_request_t *req,
+                                             znp_switch_user_subscription_template_response_t *resp)
+{
+    /* the row lock keeps an admin edit of available_template_ids from passing between check and write */
+    static const char sql_lock[] = "SELECT s.template_id, $3::bigint = ANY (s.available_template_ids),"
+                                   " EXISTS (SELECT 1 FROM subscription_templates t WHERE t.id = $3::bigint)"
+                                   " FROM subscriptions s WHERE s.id = $1 AND s.user_id = $2 AND s.status <> 2"
+                                   " FOR UPDATE";
+    static const char sql[] = "UPDATE subscriptions SET template_id = $3, last_refreshed_at = now(), updated_at = now()"
+                              " WHERE id = $1 AND user_id = $2";
+    static const char sql_load[] = "SELECT " SUB_COLUMNS " WHERE s.id = $1";
+    char id[24], user[24], template_id[24];
+    const char *params[3] = {int_text(id, sizeof(id), req->id), int_text(user, sizeof(user), ctx->caller.user_id),
+                             int_text(template_id, sizeof(template_id), req->body.template_id)};
+    znp_site_snapshot_t site;
+    PGresult *res = NULL;
+    json_t *diff = NULL;
+    int rc = znp_sql_begin(ctx->db, ctx->request_id);
+
+    if (rc != 0)
+        return rc;
+    rc = znp_sql_exec(&res, ctx->db, sql_lock, 3, params, ctx->request_id);
+    /* another user's subscription reads as missing, so ids reveal nothing */
+    if (rc == 0 && PQntuples(res) != 1)
+        rc = znp_error_set(ctx->err, ZNP_E_NOT_FOUND, "id", "no subscription with this id");
+    else if (rc == 0 && !znp_sql_bool(res, 0, 2))
+        rc = znp_error_set(ctx->err, ZNP_E_NOT_FOUND, "template_id", "no template with this id");
+    else if (rc == 0 && !znp_sql_bool(res, 0, 1))
+        rc = znp_error_set(ctx->err, ZNP_E_TEMPLATE_NOT_ALLOWED, "template_id",
+                           "the template is not in the subscription's available_template_ids");
+    if (rc == 0) {
+        diff = json_pack("{s:I, s:I}", "template_id_before", (json_int_t)znp_sql_int64(res, 0, 0), "template_id",
+                         (json_int_t)req->body.template_id);
+        rc = diff != NULL ? znp_sql_exec(NULL, ctx->db, sql, 3, params, ctx->request_id) : ZNP_E_INTERNAL;
+    }
+    PQclear(res);
+    res = NULL;
+    if (rc == 0)
+        rc = audit(ctx, "user.subscription.template_switch", req->id, diff);
+    if (rc == 0)
+        rc = znp_sql_exec(&res, ctx->db, sql_load, 1, params, ctx->request_id);
+    if (rc == 0) {
+        znp_site_cache_get(&site);
+        rc = fill_user(ctx, res, 0, &site, &resp->subscription);
+    }
+    PQclear(res);
+    json_decref(diff);
+    return finish_changed(ctx, rc, req->id);
 }
 
 int znp_op_list_admin_subscriptions(znp_ctx_t *ctx, const znp_list_admin_subscriptions_request_t *req,

@@ -3,8 +3,8 @@
 One server for the module, with a CJK site name and a 12-hour update
 interval. Users, the plan and the subscriptions are made through the admin
 API; the expired and quota cases move the row with psql, as the scheduled job
-will. No protocol entries exist yet, so an active subscription renders an
-empty but valid file.
+will. The plan here has no protocol entries, so an active subscription
+renders an empty but valid file; test_download_entries.py covers entries.
 Run alone: /usr/bin/python3 tests/integration/run.py test_download
 """
 
@@ -258,7 +258,7 @@ class BlockedSubscriptions(unittest.TestCase):
         self.assertEqual(len(names), 1, names)
         self.assertIn("quota", names[0])
 
-    def test_active_subscription_has_no_entries_yet(self):
+    def test_plan_without_entries_gets_an_empty_file(self):
         sub = new_subscription()
         res = download(sub["token"], "Shadowrocket/2.2")
         self.assertEqual(res.status, 200, res)
@@ -323,8 +323,9 @@ class TemplateDownloadTest(unittest.TestCase):
         res = download(sub["token"], self.CLASH_UA)
         self.assertEqual(res.status, 200, res)
         text = res.body.decode("utf-8")
-        self.assertTrue(text.startswith("# Download clash v%d for %d %s\n"
-                                        % (self.published_version(), sub["id"], sub["user"]["email"])), text)
+        # user_identity.account is the user's credential UUID, as in the reference panel
+        self.assertRegex(text, r"^# Download clash v%d for %d [0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-"
+                               r"[0-9a-f]{12}\n" % (self.published_version(), sub["id"]))
         self.assertNotIn("draft", text)
         self.assertEqual(res.header("content-type"), CONTENT_TYPES["clash"])
         # another client type keeps the built-in format
@@ -361,6 +362,9 @@ class TemplateDownloadTest(unittest.TestCase):
 
     def test_cached_file_is_dropped_by_notify(self):
         sub = new_subscription()
+        self.assertIn("# name %s\n" % sub["name"], download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
+        # the first download created the user's credential, whose notification empties the cache; let it arrive
+        time.sleep(harness.scaled(0.5))
         self.assertIn("# name %s\n" % sub["name"], download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
         # a write without a notification is not seen within the TTL: the file comes from the cache
         psql("UPDATE subscriptions SET name = 'Renamed quietly' WHERE id = %d" % sub["id"])

@@ -30,7 +30,7 @@ const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
 const PROTO_ROOT = path.resolve(__dirname, "..", "..", "..", "spec", "proto");
-const PROTO_FILES = ["grpc/health/v1/health.proto", "znp/v1/znp.proto"];
+const PROTO_FILES = ["grpc/health/v1/health.proto", "znp/v1/znp.proto", "znp/kernel/v1/kernel.proto"];
 const DEADLINE_MS = 10000;
 const HEALTH_SERVICE = "grpc.health.v1.Health";
 

@@ -1,4 +1,4 @@
-/* If-None-Match matching and the Content-Disposition value of the download module. */
+/* If-None-Match matching, the Content-Disposition value and binding protocol names of the download module. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,12 +61,45 @@ static void download__content_disposition_small_buffer_fails(void **state)
     assert_int_equal(znp_download_content_disposition(out, sizeof(out), "a rather long site name"), ZNP_E_INTERNAL);
 }
 
+static void download__protocol_names_map_to_formats(void **state)
+{
+    static const struct {
+        const char *name;
+        int known;
+        znp_formats_protocol_t protocol;
+    } cases[] = {
+        {"vmess", 1, ZNP_FORMATS_VMESS},
+        {"vless", 1, ZNP_FORMATS_VLESS},
+        {"trojan", 1, ZNP_FORMATS_TROJAN},
+        {"shadowsocks", 1, ZNP_FORMATS_SHADOWSOCKS},
+        {"ss", 1, ZNP_FORMATS_SHADOWSOCKS},
+        {"hysteria2", 1, ZNP_FORMATS_HYSTERIA2},
+        {"hy2", 1, ZNP_FORMATS_HYSTERIA2},
+        {"tuic", 1, ZNP_FORMATS_TUIC},
+        {"anytls", 1, ZNP_FORMATS_ANYTLS},
+        {"any_tls", 1, ZNP_FORMATS_ANYTLS},
+        {"socks", 0, ZNP_FORMATS_VMESS},
+        {"http", 0, ZNP_FORMATS_VMESS},
+        {"VMESS", 0, ZNP_FORMATS_VMESS},
+        {"", 0, ZNP_FORMATS_VMESS},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        znp_formats_protocol_t got = ZNP_FORMATS_VMESS;
+
+        assert_int_equal(znp_download_protocol_of(cases[i].name, &got), cases[i].known);
+        assert_int_equal(got, cases[i].protocol);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(download__etag_matches_table_matches),
         cmocka_unit_test(download__content_disposition_table_matches),
         cmocka_unit_test(download__content_disposition_small_buffer_fails),
+        cmocka_unit_test(download__protocol_names_map_to_formats),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,10 @@
 
 #include "formats/formats.h"
 
+/* golden.c */
+void formats__golden_files_match(void **state);
+void formats__ss2022_user_key_lengths(void **state);
+
 #define UUID "b831381d-6324-4d53-ad4f-8cda48b30811"
 #define EMOJI_NAME "\xF0\x9F\x87\xB8\xF0\x9F\x87\xAC SG-01 \xE2\x9C\x88 \xE9\xA6\x99\xE6\xB8\xAF \"x\""
 #define RESERVED_NAME "HKG 01 #A&B=C/D?%"
@@ -977,6 +981,22 @@ static const ua_case_t ua_cases[] = {
     {NULL, "Xray/1.8.24", NULL, F_B64, M_CORE, "xray", "1.8.24", ""},
     {NULL, "v2ray/5.16.1", NULL, F_B64, M_CORE, "v2ray", "5.16.1", ""},
     {NULL, "Go-http-client/1.1", NULL, F_B64, ZNP_FORMATS_MATCH_DEFAULT, NULL, "", ""},
+    /* more shapes seen in the field */
+    {NULL, "clash-verge/v2.0.3", NULL, F_META, M_APP, "clash-verge", "", "2.0.3"},
+    {NULL, "Clash-Verge-Rev/2.1.2 mihomo/1.19.1", NULL, F_META, M_APP, "clash-verge", "1.19.1", "2.1.2"},
+    {NULL, "FlClash/0.8.70 Platform/windows", NULL, F_META, M_APP, "flclash", "", "0.8.70"},
+    {NULL, "ClashX/1.118.0 (com.west2online.ClashX; build:1.118.0; macOS 14.5.0) Alamofire/5.8.1", NULL,
+     ZNP_FORMATS_CLASH, M_CORE, "clash", "1.118.0", ""},
+    {NULL, "Stash/2.7.1 Clash/1.11.0", NULL, ZNP_FORMATS_STASH, M_APP, "stash", "2.7.1", "2.7.1"},
+    {NULL, "Shadowrocket/2.2.35 CFNetwork/1494.0.7 Darwin/23.4.0", NULL, F_B64, M_APP, "shadowrocket", "2.2.35",
+     "2.2.35"},
+    {NULL, "v2rayN/7.4.2", NULL, F_B64, M_APP, "v2rayn", "", "7.4.2"},
+    {NULL, "v2rayNG/1.9.16", NULL, F_B64, M_APP, "v2rayng", "", "1.9.16"},
+    {NULL, "SFA/1.11.4 (Build 500; sing-box 1.11.4; language en_US)", NULL, F_SB, M_APP, "sing-box-app", "1.11.4",
+     "1.11.4"},
+    {NULL, "sing-box 1.12.0 (go1.23.4, linux/amd64, CGO disabled)", NULL, F_SB, M_CORE, "sing-box", "1.12.0", ""},
+    {NULL, "Surge/2950 CFNetwork/1410 Darwin/22.6.0", NULL, ZNP_FORMATS_SURGE, M_APP, "surge", "2950", "2950"},
+    {NULL, "Loon/765 CFNetwork/1494.0.7 Darwin/23.4.0", NULL, ZNP_FORMATS_LOON, M_APP, "loon", "765", "765"},
     {NULL, "curl/8.5.0", NULL, F_B64, ZNP_FORMATS_MATCH_DEFAULT, NULL, "", ""},
     {NULL, "balloon-app/1.0", NULL, F_B64, ZNP_FORMATS_MATCH_DEFAULT, NULL, "", ""},
     /* browsers */
@@ -1129,6 +1149,8 @@ int main(void)
         cmocka_unit_test(formats__rules_table_complete),
         cmocka_unit_test(formats__version_compare_orders),
         cmocka_unit_test(formats__format_names_and_types),
+        cmocka_unit_test(formats__golden_files_match),
+        cmocka_unit_test(formats__ss2022_user_key_lengths),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,13 @@
+DROP TRIGGER IF EXISTS user_credentials_eligibility_notify ON user_credentials;
+DROP TRIGGER IF EXISTS protocol_entries_eligibility_notify ON protocol_entries;
+DROP TRIGGER IF EXISTS protocol_bindings_eligibility_notify ON protocol_bindings;
+DROP TRIGGER IF EXISTS plan_bindings_eligibility_notify ON plan_bindings;
+DROP TRIGGER IF EXISTS users_eligibility_notify ON users;
+DROP TRIGGER IF EXISTS subscriptions_eligibility_notify ON subscriptions;
+DROP FUNCTION IF EXISTS uniproxy_notify_eligibility();
+DROP TRIGGER IF EXISTS nodes_uniproxy_notify ON nodes;
+DROP FUNCTION IF EXISTS uniproxy_notify_node();
+DROP TRIGGER IF EXISTS node_backend_tokens_notify ON node_backend_tokens;
+DROP FUNCTION IF EXISTS uniproxy_notify_token();
+DROP TABLE IF EXISTS node_online_ips;
+DROP TABLE IF EXISTS node_backend_tokens;

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Load the public subscription download with many subscriptions, cold and warm cache and 304.
+#
+# Usage: scripts/bench/subscription.sh [--bin PATH] [--subscriptions N] [--entries N] [--requests N]
+#                                      [--clients N] [--streams N] [--agent UA]
+#
+#   --bin PATH          znp binary (default: build/znp, as built by scripts/quickstart.sh)
+#   --subscriptions N   subscriptions, one user each (default 10000)
+#   --entries N         protocol entries every subscription's plan grants (default 50)
+#   --requests N        h2load -n of the warm and 304 phases (default 100000)
+#   --clients N         parallel h2load processes of one connection each (default 8)
+#   --streams N         h2load -m, concurrent streams per connection (default 16)
+#   --agent UA          User-Agent of every request (default a mihomo one: Clash.Meta YAML)
+#
+# Starts `znp serve` on 127.0.0.1 (embedded PostgreSQL, 2 event-loop threads,
+# access log off) on free ports, inserts the data with SQL, then runs h2load
+# over h2c with the subscription URLs in random order. h2load gives every
+# connection the whole URL list from its start, so the list is split into one
+# part per connection (one h2load process each). So each token is fetched by
+# one connection only, as a real client does. Otherwise the per-token limit
+# of the download (30 a minute) would reject requests with 429. The phases:
+#   prime  one request per subscription, so each user's credential exists
+#          (created on the first download), then the cache is emptied;
+#   cold   one request per subscription: every file is rendered;
+#   warm   --requests requests: every file comes from the cache;
+#   reval  the same with If-None-Match: * (a match for any current file);
+#   ping   GET /api/v1/ping, the figure of this run to compare with.
+# For each phase it prints req/s, p99 latency (from h2load's per-request log),
+# failed requests and znp's RSS; for the cold phase also znp's CPU time per
+# request, which bounds the render CPU of one file. Everything it started is
+# stopped when it exits; ZNP_BENCH_KEEP=1 keeps its work directory.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ZNP=$ROOT/build/znp
+SUBS=10000
+ENTRIES=50
+REQUESTS=100000
+CLIENTS=8
+STREAMS=16
+AGENT="ClashMeta/1.19.28; mihomo/1.19.28"
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --bin) ZNP=$2; shift ;;
+    --subscriptions) SUBS=$2; shift ;;
+    --entries) ENTRIES=$2; shift ;;
+    --requests) REQUESTS=$2; shift ;;
+    --clients) CLIENTS=$2; shift ;;
+    --streams) STREAMS=$2; shift ;;
+    --agent) AGENT=$2; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in h2load curl psql; do
+    command -v "$tool" >/dev/null || { echo "subscription.sh: $tool is missing: run scripts/setup.sh --test" >&2; exit 1; }
+done
+[ -x "$ZNP" ] || { echo "subscription.sh: $ZNP is not built: run scripts/quickstart.sh or pass --bin" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/znp-bench-sub.XXXXXX)
+chmod 755 "$WORK" # the embedded PostgreSQL account must reach $WORK/data/pg
+ZNP_PID=""
+
+cleanup() {
+    if [ -n "$ZNP_PID" ] && kill -0 "$ZNP_PID" 2>/dev/null; then
+        kill -TERM "$ZNP_PID"
+        wait "$ZNP_PID" || true
+    fi
+    if [ "${ZNP_BENCH_KEEP:-0}" = 1 ]; then echo "subscription.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+ZNP_PORT=$(free_port)
+GRPC_PORT=$(free_port)
+MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+cat >"$WORK/znp.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$ZNP_PORT"
+  grpc_listen: "127.0.0.1:$GRPC_PORT"
+  threads: 2
+database:
+  data_dir: "$WORK/data"
+security:
+  master_key: "$MASTER_KEY"
+download:
+  cache_entries: $((SUBS * 2))
+  cache_ttl_s: 3600
+rate_limits:
+  enabled: false
+log:
+  file: "$WORK/znp.log"
+  level: warn
+  access_log: false
+EOF
+"$ZNP" serve --config "$WORK/znp.yaml" 2>"$WORK/znp.stderr" &
+ZNP_PID=$!
+deadline=$((SECONDS + 90))
+until grep -q 'znp: listening' "$WORK/znp.stderr"; do
+    if ! kill -0 "$ZNP_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+        echo "subscription.sh: znp did not start:" >&2
+        cat "$WORK/znp.stderr" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+BASE="http://127.0.0.1:$ZNP_PORT"
+
+# --- data ---------------------------------------------------------------------
+PGDATA=$WORK/data/pg/data
+PG_PORT=$(sed -n 4p "$PGDATA/postmaster.pid")
+PG_SOCKET=$(sed -n 5p "$PGDATA/postmaster.pid")
+PG_OWNER=$(stat -c %U "$PGDATA")
+run_psql() {
+    local cmd=(psql -X -q -v ON_ERROR_STOP=1 -At -h "$PG_SOCKET" -p "$PG_PORT" -d znp)
+    if [ "$(id -u)" -eq 0 ] && [ "$PG_OWNER" != root ]; then
+        (cd / && runuser -u "$PG_OWNER" -- "${cmd[@]}" "$@")
+    else
+        "${cmd[@]}" "$@"
+    fi
+}
+
+echo "subscription.sh: inserting $SUBS subscriptions with $ENTRIES entries each"
+run_psql <<EOF
+BEGIN;
+INSERT INTO nodes (name, control_endpoint, status, access_address)
+SELECT 'bench-node-' || n, 'http://127.0.0.1:9', 1, 'n' || n || '.example.com' FROM generate_series(1, 5) n;
+WITH kinds(k, protocol, bprofile, eprofile) AS (VALUES
+    (0, 'vmess', '{"network": "ws", "path": "/ws", "security": "tls"}', '{"sni": "vm.example.com", "host": "cdn.example.com"}'),
+    (1, 'vless', '{"security": "reality", "flow": "xtls-rprx-vision"}',
+        '{"public_key": "jNXHt1yRo0vDuchQlIP6Z0ZvjT3KtzVI-T4E7RoLJS0", "short_id": "0123abcd", "sni": "www.example.com", "fingerprint": "chrome"}'),
+    (2, 'trojan', '{"sni": "tj.example.com", "alpn": ["h2", "http/1.1"]}', '{}'),
+    (3, 'shadowsocks', '{"method": "aes-256-gcm"}', '{}'),
+    (4, 'hysteria2', '{"obfs": "salamander", "obfs_password": "obfs", "sni": "hy.example.com"}', '{}'),
+    (5, 'tuic', '{"congestion_control": "bbr", "alpn": "h3", "sni": "tuic.example.com"}', '{}'))
+INSERT INTO protocol_bindings (node_id, name, protocol, role, kernel_id, profile)
+SELECT (SELECT min(id) FROM nodes) + i % 5, 'bench-' || i, k.protocol, 'listener', 'bench-' || i, k.bprofile::jsonb
+  FROM generate_series(0, $ENTRIES - 1) i JOIN kinds k ON k.k = i % 6;
+INSERT INTO protocol_entries (binding_id, name, protocol, entry_address, entry_port, profile, sort_order)
+SELECT b.id, '节点 ' || b.id || ' ' || b.protocol || ' 🇭🇰', b.protocol, 'e' || b.id || '.example.com', 443 + b.id % 1000,
+       CASE b.protocol WHEN 'vmess' THEN '{"sni": "vm.example.com", "host": "cdn.example.com"}'::jsonb
+                       WHEN 'vless' THEN '{"public_key": "jNXHt1yRo0vDuchQlIP6Z0ZvjT3KtzVI-T4E7RoLJS0", "short_id": "0123abcd", "sni": "www.example.com"}'::jsonb
+                       ELSE '{}'::jsonb END, b.id
+  FROM protocol_bindings b WHERE b.kernel_id LIKE 'bench-%';
+INSERT INTO plans (name, slug, status, visible) VALUES ('Bench', 'bench', 2, true);
+INSERT INTO plan_bindings (plan_id, binding_id)
+SELECT (SELECT id FROM plans WHERE slug = 'bench'), id FROM protocol_bindings WHERE kernel_id LIKE 'bench-%';
+INSERT INTO users (email, password_hash)
+SELECT 'bench' || i || '@example.com', 'x' FROM generate_series(1, $SUBS) i;
+INSERT INTO subscriptions (user_id, name, plan_id, plan_name, token)
+SELECT u.id, 'Bench', (SELECT id FROM plans WHERE slug = 'bench'), 'Bench',
+       substr(translate(encode(decode(md5(random()::text || u.id), 'hex'), 'base64'), '+/', '-_'), 1, 22)
+  FROM users u WHERE u.email LIKE 'bench%@example.com';
+COMMIT;
+ANALYZE;
+EOF
+run_psql -c "SELECT '$BASE/api/v1/subscriptions/' || token FROM subscriptions ORDER BY random()" >"$WORK/urls"
+[ "$(wc -l <"$WORK/urls")" -eq "$SUBS" ] || { echo "subscription.sh: expected $SUBS URLs" >&2; exit 1; }
+FIRST_URL=$(head -n 1 "$WORK/urls")
+entries_served=$(curl -fsS -A "$AGENT" "$FIRST_URL" | grep -c '^    server:' || true)
+echo "subscription.sh: one file: $(curl -fsS -A "$AGENT" "$FIRST_URL" | wc -c) bytes, $entries_served entries"
+
+# --- load ---------------------------------------------------------------------
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$ZNP_PID/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$ZNP_PID/status"; }
+
+# phase NAME N URLFILE [h2load options...]: send N requests over the URLs of URLFILE from $CLIENTS
+# parallel one-connection h2load processes. Prints one result line and sets ${NAME}_rps.
+phase() {
+    local name=$1 n=$2 urls=$3 i start end rps failed p99 codes total ok per pids=()
+    shift 3
+    rm -f "$WORK"/part.* "$WORK"/h2load.*
+    split -n "r/$CLIENTS" -d "$urls" "$WORK/part."
+    per=$((n / CLIENTS))
+    start=$(date +%s.%N)
+    i=0
+    for part in "$WORK"/part.*; do
+        h2load -n "$per" -c 1 -m "$STREAMS" -H "user-agent: $AGENT" --log-file="$WORK/h2load.log.$i" "$@" \
+            -i "$part" >"$WORK/h2load.out.$i" 2>&1 &
+        pids+=($!)
+        i=$((i + 1))
+    done
+    wait "${pids[@]}" || true
+    end=$(date +%s.%N)
+    total=$(cat "$WORK"/h2load.log.* | wc -l)
+    ok=$(cat "$WORK"/h2load.log.* | awk -F'\t' '$2 == 200 || $2 == 304' | wc -l)
+    failed=$((total < n ? n - total : 0))
+    codes=$(cat "$WORK"/h2load.log.* | awk -F'\t' '{ c[$2]++ } END { for (k in c) printf "%s:%d ", k, c[k] }')
+    rps=$(awk -v t="$total" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", t / (b - a) }')
+    p99=$(cat "$WORK"/h2load.log.* | awk -F'\t' '{ print $3 }' | sort -n |
+        awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", v[i] / 1000 }')
+    printf '%-6s %8d req  %8d req/s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  (%s)\n' "$name" "$total" \
+        "$rps" "$p99" "$((total - ok))" "$failed" $(($(rss_kib) / 1024)) "${codes% }"
+    eval "${name}_rps=$rps"
+}
+
+echo "subscription.sh: $CLIENTS x h2load -c 1 -m $STREAMS over h2c, User-Agent: $AGENT"
+for _ in $(seq 1 "$CLIENTS"); do echo "$BASE/api/v1/ping"; done >"$WORK/ping-urls"
+phase prime "$SUBS" "$WORK/urls" >/dev/null
+run_psql -c "NOTIFY znp_subscriptions, 'all'" # empties the download cache
+sleep 1
+ticks_before=$(cpu_ticks)
+phase cold "$SUBS" "$WORK/urls"
+ticks_after=$(cpu_ticks)
+phase warm "$REQUESTS" "$WORK/urls"
+phase reval "$REQUESTS" "$WORK/urls" -H 'if-none-match: *'
+phase ping "$REQUESTS" "$WORK/ping-urls"
+
+hz=$(getconf CLK_TCK)
+awk -v t="$((ticks_after - ticks_before))" -v hz="$hz" -v n="$SUBS" -v e="$ENTRIES" \
+    'BEGIN { printf "cold   znp CPU %.3f ms per request (%d-entry file, render plus request handling)\n", t * 1000 / hz / n, e }'
+# shellcheck disable=SC2154 # set by phase through eval
+awk -v w="$warm_rps" -v p="$ping_rps" 'BEGIN { printf "warm / ping  %.2f\n", w / p }'
