@@ -18,6 +18,7 @@
 #include "bindings/internal.h"
 #include "core/log.h"
 #include "errors.gen.h"
+#include "formats/formats.h"
 #include "identity/identity.h"
 #include "jobs/jobs.h"
 #include "kernel/kernel.h"
@@ -267,15 +268,34 @@ static void ensure_registrations(PGconn *db, const znp_config_t *config, const z
 
 /* ---- users ---- */
 
-/* The kernel users of binding `id`: one per eligible user, with the user's identity. *out is a new reference. */
-static int load_users(PGconn *db, const znp_config_t *config, int64_t id, json_t **out, const char *request_id)
+/* The shadowsocks 2022 method of a binding profile ("cipher", else "method"), or NULL for any other binding. */
+static const char *ss2022_method(const binding_row_t *row)
+{
+    const char *method = json_string_value(json_object_get(row->profile, "cipher"));
+
+    if (method == NULL)
+        method = json_string_value(json_object_get(row->profile, "method"));
+    if (strcmp(row->protocol, "ss") != 0 && strcmp(row->protocol, "shadowsocks") != 0)
+        return NULL;
+    return method != NULL && znp_formats_is_ss2022(method) ? method : NULL;
+}
+
+/*
+ * The kernel users of binding `id`: one per eligible user, with the user's
+ * identity. A shadowsocks 2022 binding gets each user's 2022 key as the
+ * password, the same key the download puts into the user's links.
+ * *out is a new reference.
+ */
+static int load_users(PGconn *db, const znp_config_t *config, const binding_row_t *binding, int64_t id, json_t **out,
+                      const char *request_id)
 {
     static const char sql[] =
         "SELECT e.user_id, e.subscription_id, c.version, c.key_id, c.secret_sealed, c.user_id IS NOT NULL"
         " FROM binding_eligible_users e LEFT JOIN user_credentials c ON c.user_id = e.user_id AND c.status = 1"
         " WHERE e.binding_id = $1 ORDER BY e.user_id";
-    char text[24], user_text[24], subscription_text[24];
+    char text[24], user_text[24], subscription_text[24], ss2022_key[64];
     const char *params[1] = {int_text(text, sizeof(text), id)};
+    const char *method = ss2022_method(binding);
     PGresult *res = NULL;
     json_t *users = NULL;
     int rc;
@@ -306,8 +326,14 @@ static int load_users(PGconn *db, const znp_config_t *config, int64_t id, json_t
             rc = 0;
             continue;
         }
+        if (method != NULL && znp_formats_ss2022_user_key(ss2022_key, sizeof(ss2022_key), method, identity.password) != 0) {
+            ZNP_ERROR(LOG_TAG, request_id, "skipping user_id=%" PRId64 " of binding_id=%" PRId64
+                      ": no shadowsocks 2022 key for method %s", user_id, id, method);
+            continue;
+        }
         user = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", int_text(user_text, sizeof(user_text), user_id),
-                         "username", identity.uuid, "password", identity.password, "metadata", "subscription_id",
+                         "username", identity.uuid, "password", method != NULL ? ss2022_key : identity.password,
+                         "metadata", "subscription_id",
                          int_text(subscription_text, sizeof(subscription_text), znp_sql_int64(res, row, 1)));
         if (user == NULL || json_array_append_new(users, user) != 0) {
             rc = ZNP_E_INTERNAL;
@@ -399,7 +425,7 @@ static int push_loaded(PGconn *db, const znp_config_t *config, int64_t id, const
     }
 
     ensure_registrations(db, config, &target, row->node_id, request_id);
-    if ((rc = load_users(db, config, id, &users, request_id)) != 0)
+    if ((rc = load_users(db, config, row, id, &users, request_id)) != 0)
         goto cleanup;
     if ((body = upsert_body(row, users)) == NULL) {
         rc = ZNP_E_INTERNAL;

@@ -6,6 +6,7 @@ on order. The test that restarts the server with a new webhook secret runs last 
 Run alone: /usr/bin/python3 tests/integration/run.py test_bindings
 """
 
+import base64
 import os
 import re
 import threading
@@ -377,6 +378,20 @@ class SyncTest(unittest.TestCase):
         self.assertEqual(call("POST", "/api/v1/admin/subscriptions/%d/disable" % sub["id"]).status, 200)
         self.assertEqual(sync(binding["id"])["status"], 1)
         self.assertEqual(pushed_user_ids(sim, binding["kernel_id"]), [])
+
+    def test_shadowsocks_2022_users_get_their_2022_key(self):
+        node = make_node()
+        ss = make_binding(node["id"], protocol="ss", profile={"cipher": "2022-blake3-aes-128-gcm"})
+        plain = make_binding(node["id"], protocol="ss", profile={"method": "aes-256-gcm"})
+        user = new_user()
+        subscribe(user, make_plan([ss["id"], plain["id"]])["id"])
+        self.assertEqual(sync(ss["id"])["status"], 1)
+        self.assertEqual(sync(plain["id"])["status"], 1)
+        hex_password = sim.protocols[plain["kernel_id"]]["users"][0]["password"]
+        self.assertRegex(hex_password, HEX64_RE)
+        # the 2022 key is the first 16 bytes of the identity password, as padded base64
+        expected = base64.b64encode(bytes.fromhex(hex_password)[:16]).decode()
+        self.assertEqual(sim.protocols[ss["kernel_id"]]["users"][0]["password"], expected)
 
     def test_disabled_binding_is_removed_from_the_kernel(self):
         node = make_node()
