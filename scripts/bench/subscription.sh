@@ -24,7 +24,10 @@
 #   cold   one request per subscription: every file is rendered;
 #   warm   --requests requests: every file comes from the cache;
 #   reval  the same with If-None-Match: * (a match for any current file);
-#   ping   GET /api/v1/ping, the figure of this run to compare with.
+#   ping   GET /api/v1/ping, the figure of this run to compare with;
+#   static the same bytes as one subscription file, served by Debian's h2o
+#          (2 threads) from its file handler: the rate this machine reaches
+#          for a body of that size. Skipped when h2o is not installed.
 # For each phase it prints req/s, p99 latency (from h2load's per-request log),
 # failed requests and znp's RSS; for the cold phase also znp's CPU time per
 # request, which bounds the render CPU of one file. Everything it started is
@@ -65,11 +68,16 @@ done
 WORK=$(mktemp -d /tmp/znp-bench-sub.XXXXXX)
 chmod 755 "$WORK" # the embedded PostgreSQL account must reach $WORK/data/pg
 ZNP_PID=""
+H2O_PID=""
 
 cleanup() {
     if [ -n "$ZNP_PID" ] && kill -0 "$ZNP_PID" 2>/dev/null; then
         kill -TERM "$ZNP_PID"
         wait "$ZNP_PID" || true
+    fi
+    if [ -n "$H2O_PID" ] && kill -0 "$H2O_PID" 2>/dev/null; then
+        kill -TERM "$H2O_PID"
+        wait "$H2O_PID" || true
     fi
     if [ "${ZNP_BENCH_KEEP:-0}" = 1 ]; then echo "subscription.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
@@ -168,6 +176,42 @@ FIRST_URL=$(head -n 1 "$WORK/urls")
 entries_served=$(curl -fsS -A "$AGENT" "$FIRST_URL" | grep -c '^    server:' || true)
 echo "subscription.sh: one file: $(curl -fsS -A "$AGENT" "$FIRST_URL" | wc -c) bytes, $entries_served entries"
 
+# --- h2o with the bytes of one file ---------------------------------------------
+STATIC_URL=""
+if command -v h2o >/dev/null; then
+    mkdir -p "$WORK/www"
+    curl -fsS -A "$AGENT" "$FIRST_URL" -o "$WORK/www/file"
+    H2O_PORT=$(free_port)
+    {
+        [ "$(id -u)" -eq 0 ] && echo "user: root" # else h2o drops to nobody and cannot write its pid file
+        cat <<EOF
+num-threads: 2
+pid-file: $WORK/h2o.pid
+error-log: $WORK/h2o-error.log
+listen:
+  host: 127.0.0.1
+  port: $H2O_PORT
+hosts:
+  default:
+    paths:
+      /file:
+        file.file: $WORK/www/file
+EOF
+    } >"$WORK/h2o.conf"
+    h2o -c "$WORK/h2o.conf" >"$WORK/h2o.stdout" 2>&1 &
+    H2O_PID=$!
+    STATIC_URL="http://127.0.0.1:$H2O_PORT/file"
+    deadline=$((SECONDS + 20))
+    until curl -fsS -o /dev/null "$STATIC_URL" 2>/dev/null; do
+        if ! kill -0 "$H2O_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+            echo "subscription.sh: h2o did not start:" >&2
+            cat "$WORK/h2o-error.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+fi
+
 # --- load ---------------------------------------------------------------------
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$ZNP_PID/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$ZNP_PID/status"; }
@@ -213,9 +257,15 @@ ticks_after=$(cpu_ticks)
 phase warm "$REQUESTS" "$WORK/urls"
 phase reval "$REQUESTS" "$WORK/urls" -H 'if-none-match: *'
 phase ping "$REQUESTS" "$WORK/ping-urls"
+if [ -n "$STATIC_URL" ]; then
+    for _ in $(seq 1 "$CLIENTS"); do echo "$STATIC_URL"; done >"$WORK/static-urls"
+    phase static "$REQUESTS" "$WORK/static-urls"
+fi
 
 hz=$(getconf CLK_TCK)
 awk -v t="$((ticks_after - ticks_before))" -v hz="$hz" -v n="$SUBS" -v e="$ENTRIES" \
     'BEGIN { printf "cold   znp CPU %.3f ms per request (%d-entry file, render plus request handling)\n", t * 1000 / hz / n, e }'
 # shellcheck disable=SC2154 # set by phase through eval
 awk -v w="$warm_rps" -v p="$ping_rps" 'BEGIN { printf "warm / ping  %.2f\n", w / p }'
+# shellcheck disable=SC2154 # set by phase through eval
+[ -z "$STATIC_URL" ] || awk -v w="$warm_rps" -v s="$static_rps" 'BEGIN { printf "warm / static  %.2f\n", w / s }'

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "operations.gen.h"
 #include "core/pagination.h"
+#include "download/download.h"
 #include "uniproxy/uniproxy.h"
 
 #define LOG_TAG "account"
@@ -65,25 +66,14 @@ static int reload(znp_ctx_t *ctx, int64_t id, znp_admin_user_summary_t *out)
     return rc;
 }
 
-/* ORDER BY text for a whitelisted sort key; the codec already limited `sort` and `direction` to the enums. */
-static const char *order_by(const char *sort, const char *direction)
-{
-    static const struct {
-        const char *key, *asc, *desc;
-    } orders[] = {
-        {"updated_at", "updated_at ASC, id ASC", "updated_at DESC, id DESC"},
-        {"created_at", "created_at ASC, id ASC", "created_at DESC, id DESC"},
-        {"email", "lower(email) ASC, id ASC", "lower(email) DESC, id DESC"},
-        {"id", "id ASC", "id DESC"},
-        {"last_login_at", "last_login_at ASC NULLS LAST, id ASC", "last_login_at DESC NULLS LAST, id DESC"},
-    };
-    int desc = direction == NULL || strcmp(direction, "asc") != 0;
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return desc ? orders[i].desc : orders[i].asc;
-    return desc ? orders[0].desc : orders[0].asc;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t ORDERS[] = {
+    {"updated_at", "updated_at ASC, id ASC", "updated_at DESC, id DESC"},
+    {"created_at", "created_at ASC, id ASC", "created_at DESC, id DESC"},
+    {"email", "lower(email) ASC, id ASC", "lower(email) DESC, id DESC"},
+    {"id", "id ASC", "id DESC"},
+    {"last_login_at", "last_login_at ASC NULLS LAST, id ASC", "last_login_at DESC NULLS LAST, id DESC"},
+};
 
 #define LIST_FILTER                                                                                                    \
     " FROM users WHERE ($1::text IS NULL OR strpos(lower(email), lower($1)) > 0"                                       \
@@ -94,36 +84,24 @@ static const char *order_by(const char *sort, const char *direction)
 int znp_op_list_admin_users(znp_ctx_t *ctx, const znp_list_admin_users_request_t *req,
                             znp_list_admin_users_response_t *resp)
 {
-    static const char sql_count[] = "SELECT count(*)" LIST_FILTER;
-    char status[24], limit[24], offset[24];
-    const char *params[5];
-    const char *sql_page;
+    char status[24];
+    const char *filter[3];
+    znp_sql_list_t list = {"SELECT count(*)" LIST_FILTER, NULL, filter, 3, req->page, req->per_page};
     PGresult *res = NULL;
     znp_admin_user_summary_t *items = NULL;
-    int64_t total;
     int rows, rc;
 
-    params[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[1] = req->has.status == ZNP_SET && req->status != 0 ? znp_account__int(status, sizeof(status), req->status)
-                                                                : NULL;
-    params[2] = req->has.role == ZNP_SET && req->role[0] != '\0' ? req->role : NULL;
-    params[3] = znp_account__int(limit, sizeof(limit), req->per_page);
-    params[4] = znp_account__int(offset, sizeof(offset), (req->page - 1) * req->per_page);
-    sql_page = znp_arena_printf(ctx->arena, "SELECT " ZNP_ACCOUNT_COLUMNS LIST_FILTER " ORDER BY %s LIMIT $4 OFFSET $5",
-                                order_by(req->sort, req->direction));
-    if (sql_page == NULL)
+    filter[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[1] =
+        req->has.status == ZNP_SET && req->status != 0 ? znp_account__int(status, sizeof(status), req->status) : NULL;
+    filter[2] = req->has.role == ZNP_SET && req->role[0] != '\0' ? req->role : NULL;
+    list.page_sql =
+        znp_arena_printf(ctx->arena, "SELECT " ZNP_ACCOUNT_COLUMNS LIST_FILTER " ORDER BY %s LIMIT $4 OFFSET $5",
+                         znp_sql_order(ORDERS, sizeof(ORDERS) / sizeof(ORDERS[0]), req->sort, req->direction, 1));
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
 
-    /* count and page from one snapshot, so the two agree */
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 3, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 5, params, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
 
@@ -136,7 +114,6 @@ int znp_op_list_admin_users(znp_ctx_t *ctx, const znp_list_admin_users_request_t
         rc = znp_account__fill_summary(ctx, res, i, &items[i]);
     resp->users.count = (size_t)rows;
     resp->users.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);
@@ -269,9 +246,11 @@ int znp_op_update_admin_user_status(znp_ctx_t *ctx, const znp_update_admin_user_
     if (rc == 0)
         rc = reload(ctx, req->id, &resp->user);
     rc = finish(ctx, rc);
-    /* only active users appear in node-backend user lists */
-    if (rc == 0)
+    /* only active users appear in node-backend user lists and get entries in their subscription files */
+    if (rc == 0) {
         znp_uniproxy_invalidate();
+        znp_download_cache_clear();
+    }
     json_decref(diff);
     PQclear(res);
     return rc;

@@ -54,48 +54,38 @@ static int fill_transactions(znp_ctx_t *ctx, const PGresult *res, znp_array_t *o
 int znp_op_get_account_balance(znp_ctx_t *ctx, const znp_get_account_balance_request_t *req,
                                znp_get_account_balance_response_t *resp)
 {
-    char id[24], limit[24], offset[24];
-    const char *params[4];
+    char id[24];
+    const char *filter[2];
+    znp_sql_list_t list = {SQL_COUNT, SQL_PAGE, filter, 2, req->page, req->per_page};
     PGresult *res = NULL;
-    int64_t total;
     int rc;
 
-    params[0] = znp_account__int(id, sizeof(id), ctx->caller.user_id);
-    params[1] = req->has.entry_type == ZNP_SET && req->entry_type[0] != '\0' ? req->entry_type : NULL;
-    params[2] = znp_account__int(limit, sizeof(limit), req->per_page);
-    params[3] = znp_account__int(offset, sizeof(offset), (req->page - 1) * req->per_page);
+    filter[0] = znp_account__int(id, sizeof(id), ctx->caller.user_id);
+    filter[1] = req->has.entry_type == ZNP_SET && req->entry_type[0] != '\0' ? req->entry_type : NULL;
 
-    /* the wallet, where a missing row means 0 CNY */
+    /* the ledger page and the count it belongs to */
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
+    if (rc != 0)
+        goto cleanup;
+    rc = fill_transactions(ctx, res, &resp->transactions);
+    PQclear(res);
+    res = NULL;
+    if (rc != 0)
+        goto cleanup;
+
+    /* the wallet from the same snapshot, where a missing row means 0 CNY */
     resp->user_id = ctx->caller.user_id;
     resp->currency = "CNY";
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, SQL_BALANCE, 1, params, ctx->request_id);
+    rc = znp_sql_exec(&res, ctx->db, SQL_BALANCE, 1, filter, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     if (PQntuples(res) == 1) {
         resp->balance_cents = znp_sql_int64(res, 0, 0);
         resp->currency = znp_arena_strdup(ctx->arena, PQgetvalue(res, 0, 1));
         resp->updated_at = znp_sql_int64(res, 0, 2);
-        if (resp->currency == NULL) {
+        if (resp->currency == NULL)
             rc = ZNP_E_INTERNAL;
-            goto cleanup;
-        }
     }
-    PQclear(res);
-
-    /* the ledger page and the count it belongs to */
-    rc = znp_sql_exec(&res, ctx->db, SQL_COUNT, 2, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, SQL_PAGE, 4, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    rc = fill_transactions(ctx, res, &resp->transactions);
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     /* read-only: the rollback only ends the snapshot */

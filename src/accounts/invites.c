@@ -159,21 +159,14 @@ int znp_op_list_invite_codes(znp_ctx_t *ctx, const znp_list_invite_codes_request
 {
     int64_t page = req->page > 0 ? req->page : 1;
     int64_t per_page = req->per_page > 0 && req->per_page <= 100 ? req->per_page : 20;
-    char limit[24], offset[24];
-    const char *params[2] = {limit, offset};
-    PGresult *count = NULL, *rows = NULL;
+    znp_sql_list_t list = {SQL_COUNT, SQL_PAGE, NULL, 0, page, per_page};
+    PGresult *rows = NULL;
     znp_invite_code_t *items = NULL;
-    int64_t total;
     int rc;
 
-    snprintf(limit, sizeof(limit), "%lld", (long long)per_page);
-    snprintf(offset, sizeof(offset), "%lld", (long long)((page - 1) * per_page));
-    rc = znp_sql_exec(&count, ctx->db, SQL_COUNT, 0, NULL, ctx->request_id);
-    if (rc == 0)
-        rc = znp_sql_exec(&rows, ctx->db, SQL_PAGE, 2, params, ctx->request_id);
+    rc = znp_sql_list(&rows, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
-    total = znp_sql_int64(count, 0, 0);
 
     if (PQntuples(rows) > 0) {
         items = znp_arena_alloc(ctx->arena, (size_t)PQntuples(rows) * sizeof(*items));
@@ -188,10 +181,9 @@ int znp_op_list_invite_codes(znp_ctx_t *ctx, const znp_list_invite_codes_request
         goto cleanup;
     resp->invite_codes.count = (size_t)PQntuples(rows);
     resp->invite_codes.items = items;
-    znp_pagination_fill(&resp->pagination, page, per_page, total);
 
 cleanup:
-    PQclear(count);
+    znp_sql_rollback(ctx->db, ctx->request_id);
     PQclear(rows);
     return rc;
 }

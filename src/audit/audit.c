@@ -244,11 +244,9 @@ static int fill_logs(znp_ctx_t *ctx, znp_array_t *out, const PGresult *res)
 int znp_op_list_audit_logs(znp_ctx_t *ctx, const znp_list_audit_logs_request_t *req,
                            znp_list_audit_logs_response_t *resp)
 {
-    char limit[24], offset[24];
-    const char *params[FILTER_COUNT + 2];
+    znp_sql_list_t list = {SQL_COUNT, SQL_PAGE, NULL, FILTER_COUNT, req->page, req->per_page};
     PGresult *res = NULL;
     filters_t f;
-    int64_t total;
     int rc;
 
     /* check input */
@@ -258,29 +256,16 @@ int znp_op_list_audit_logs(znp_ctx_t *ctx, const znp_list_audit_logs_request_t *
         return rc;
 
     /* count, then load the page */
-    rc = znp_sql_exec(&res, ctx->db, SQL_COUNT, FILTER_COUNT, f.params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    res = NULL;
-
-    memcpy(params, f.params, sizeof(f.params));
-    snprintf(limit, sizeof(limit), "%lld", (long long)req->per_page);
-    snprintf(offset, sizeof(offset), "%lld", (long long)((req->page - 1) * req->per_page));
-    params[FILTER_COUNT] = limit;
-    params[FILTER_COUNT + 1] = offset;
-    rc = znp_sql_exec(&res, ctx->db, SQL_PAGE, FILTER_COUNT + 2, params, ctx->request_id);
+    list.filter = f.params;
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
 
     /* build the response */
     rc = fill_logs(ctx, &resp->logs, res);
-    if (rc != 0)
-        goto cleanup;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
+    znp_sql_rollback(ctx->db, ctx->request_id);
     PQclear(res);
     return rc;
 }

@@ -106,37 +106,9 @@ static int reload(znp_ctx_t *ctx, int64_t id, znp_protocol_binding_t *out)
     return rc;
 }
 
-/*
- * Run a binding write that may break the unique (node_id, kernel_id) index,
- * which is ZNP_E_BINDING_KERNEL_ID_TAKEN. Other failures map as znp_sql_exec.
- */
-static int exec_write(znp_ctx_t *ctx, PGresult **out, const char *sql, int count, const char *const *params)
-{
-    PGresult *res = PQexecParams(ctx->db, sql, count, NULL, params, NULL, NULL, 0);
-    ExecStatusType status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    const char *state;
-
-    *out = NULL;
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-        *out = res;
-        return 0;
-    }
-    state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (state != NULL && strcmp(state, "23505") == 0) {
-        PQclear(res);
-        return znp_error_set(ctx->err, ZNP_E_BINDING_KERNEL_ID_TAKEN, "$.kernel_id",
-                             "another binding of this node uses this kernel id");
-    }
-    if (PQstatus(ctx->db) != CONNECTION_OK) {
-        ZNP_ERROR(LOG_TAG, ctx->request_id, "database connection lost: %s", PQerrorMessage(ctx->db));
-        PQclear(res);
-        return ZNP_E_DATABASE_UNAVAILABLE;
-    }
-    ZNP_ERROR(LOG_TAG, ctx->request_id, "binding statement failed: %s",
-              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(ctx->db));
-    PQclear(res);
-    return ZNP_E_INTERNAL;
-}
+/* A binding write that breaks the unique (node_id, kernel_id) index. */
+static const znp_sql_unique_t KERNEL_ID_TAKEN = {ZNP_E_BINDING_KERNEL_ID_TAKEN, "$.kernel_id",
+                                                 "another binding of this node uses this kernel id", NULL, 0};
 
 /* Compact JSON text of the object `value` in the arena, or "{}" when `value` is NULL. */
 static int object_text(znp_ctx_t *ctx, const char *path, const json_t *value, const char **out)
@@ -261,7 +233,7 @@ int znp_op_create_admin_protocol_binding(znp_ctx_t *ctx, const znp_create_admin_
         return rc;
     if ((rc = check_node(ctx, "$.node_id", body->node_id)) != 0)
         goto cleanup;
-    if ((rc = exec_write(ctx, &res, sql, 13, params)) != 0)
+    if ((rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 13, params, &KERNEL_ID_TAKEN, ctx->request_id)) != 0)
         goto cleanup;
     id = znp_sql_int64(res, 0, 0);
     diff = json_pack("{s:I, s:s, s:s, s:s}", "node_id", (json_int_t)body->node_id, "protocol", params[2],
@@ -417,7 +389,7 @@ int znp_op_update_admin_protocol_binding(znp_ctx_t *ctx, const znp_update_admin_
     res = NULL;
     if (params[1] != NULL && (rc = check_node(ctx, "$.node_id", body->node_id)) != 0)
         goto cleanup;
-    if ((rc = exec_write(ctx, &res, sql, 20, params)) != 0)
+    if ((rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 20, params, &KERNEL_ID_TAKEN, ctx->request_id)) != 0)
         goto cleanup;
     PQclear(res);
     res = NULL;
@@ -495,28 +467,17 @@ cleanup:
     return rc;
 }
 
-/* ORDER BY text for a whitelisted sort key. The codec already limits `sort` and `direction` to the enums. */
-static const char *order_by(const char *sort, const char *direction)
-{
-    static const struct {
-        const char *key, *asc, *desc;
-    } orders[] = {
-        {"updated_at", "b.updated_at ASC, b.id ASC", "b.updated_at DESC, b.id DESC"},
-        {"name", "b.name ASC, b.id ASC", "b.name DESC, b.id DESC"},
-        {"status", "b.status ASC, b.id ASC", "b.status DESC, b.id DESC"},
-        {"last_synced_at", "b.last_synced_at ASC NULLS FIRST, b.id ASC", "b.last_synced_at DESC NULLS LAST, b.id DESC"},
-        {"last_heartbeat_at", "b.last_heartbeat_at ASC NULLS FIRST, b.id ASC",
-         "b.last_heartbeat_at DESC NULLS LAST, b.id DESC"},
-        {"created_at", "b.created_at ASC, b.id ASC", "b.created_at DESC, b.id DESC"},
-        {"id", "b.id ASC", "b.id DESC"},
-    };
-    int desc = direction == NULL || strcmp(direction, "desc") == 0;
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return desc ? orders[i].desc : orders[i].asc;
-    return desc ? orders[0].desc : orders[0].asc;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t ORDERS[] = {
+    {"updated_at", "b.updated_at ASC, b.id ASC", "b.updated_at DESC, b.id DESC"},
+    {"name", "b.name ASC, b.id ASC", "b.name DESC, b.id DESC"},
+    {"status", "b.status ASC, b.id ASC", "b.status DESC, b.id DESC"},
+    {"last_synced_at", "b.last_synced_at ASC NULLS FIRST, b.id ASC", "b.last_synced_at DESC NULLS LAST, b.id DESC"},
+    {"last_heartbeat_at", "b.last_heartbeat_at ASC NULLS FIRST, b.id ASC",
+     "b.last_heartbeat_at DESC NULLS LAST, b.id DESC"},
+    {"created_at", "b.created_at ASC, b.id ASC", "b.created_at DESC, b.id DESC"},
+    {"id", "b.id ASC", "b.id DESC"},
+};
 
 #define BINDING_FILTER                                                                                                 \
     " FROM protocol_bindings b JOIN nodes n ON n.id = b.node_id WHERE"                                                 \
@@ -527,36 +488,25 @@ static const char *order_by(const char *sort, const char *direction)
 int znp_op_list_admin_protocol_bindings(znp_ctx_t *ctx, const znp_list_admin_protocol_bindings_request_t *req,
                                         znp_list_admin_protocol_bindings_response_t *resp)
 {
-    static const char sql_count[] = "SELECT count(*)" BINDING_FILTER;
-    char status[24], node[24], limit[24], offset[24];
-    const char *params[6] = {0}, *sql_page;
+    char status[24], node[24];
+    const char *filter[4] = {0};
+    znp_sql_list_t list = {"SELECT count(*)" BINDING_FILTER, NULL, filter, 4, req->page, req->per_page};
     znp_protocol_binding_t *items = NULL;
     PGresult *res = NULL;
-    int64_t total;
     int rows, rc;
 
-    params[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[1] = req->has.status == ZNP_SET && req->status != 0 ? znp_nodes__int(status, sizeof(status), req->status)
-                                                               : NULL;
-    params[2] = req->has.protocol == ZNP_SET && req->protocol[0] != '\0' ? req->protocol : NULL;
-    params[3] = req->has.node_id == ZNP_SET ? znp_nodes__int(node, sizeof(node), req->node_id) : NULL;
-    params[4] = znp_nodes__int(limit, sizeof(limit), req->per_page);
-    params[5] = znp_nodes__int(offset, sizeof(offset), (req->page - 1) * req->per_page);
-    sql_page = znp_arena_printf(ctx->arena, "SELECT " BINDING_COLUMNS BINDING_FILTER " ORDER BY %s LIMIT $5 OFFSET $6",
-                                order_by(req->sort, req->direction));
-    if (sql_page == NULL)
+    filter[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[1] =
+        req->has.status == ZNP_SET && req->status != 0 ? znp_nodes__int(status, sizeof(status), req->status) : NULL;
+    filter[2] = req->has.protocol == ZNP_SET && req->protocol[0] != '\0' ? req->protocol : NULL;
+    filter[3] = req->has.node_id == ZNP_SET ? znp_nodes__int(node, sizeof(node), req->node_id) : NULL;
+    list.page_sql =
+        znp_arena_printf(ctx->arena, "SELECT " BINDING_COLUMNS BINDING_FILTER " ORDER BY %s LIMIT $5 OFFSET $6",
+                         znp_sql_order(ORDERS, sizeof(ORDERS) / sizeof(ORDERS[0]), req->sort, req->direction, 1));
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
 
-    /* count and page from one snapshot, so they agree */
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 4, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 6, params, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     rows = PQntuples(res);
@@ -570,7 +520,6 @@ int znp_op_list_admin_protocol_bindings(znp_ctx_t *ctx, const znp_list_admin_pro
         goto cleanup;
     resp->bindings.count = (size_t)rows;
     resp->bindings.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

@@ -364,25 +364,15 @@ cleanup:
     return finish_write(ctx, rc);
 }
 
-static const char *order_by(const char *sort, const char *direction)
-{
-    static const struct {
-        const char *key, *asc, *desc;
-    } orders[] = {
-        {"updated_at", "e.updated_at ASC, e.id ASC", "e.updated_at DESC, e.id DESC"},
-        {"name", "e.name ASC, e.id ASC", "e.name DESC, e.id DESC"},
-        {"status", "e.status ASC, e.id ASC", "e.status DESC, e.id DESC"},
-        {"created_at", "e.created_at ASC, e.id ASC", "e.created_at DESC, e.id DESC"},
-        {"sort_order", "e.sort_order ASC, e.id ASC", "e.sort_order DESC, e.id DESC"},
-        {"id", "e.id ASC", "e.id DESC"},
-    };
-    int desc = direction == NULL || strcmp(direction, "desc") == 0;
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return desc ? orders[i].desc : orders[i].asc;
-    return desc ? orders[0].desc : orders[0].asc;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t ORDERS[] = {
+    {"updated_at", "e.updated_at ASC, e.id ASC", "e.updated_at DESC, e.id DESC"},
+    {"name", "e.name ASC, e.id ASC", "e.name DESC, e.id DESC"},
+    {"status", "e.status ASC, e.id ASC", "e.status DESC, e.id DESC"},
+    {"created_at", "e.created_at ASC, e.id ASC", "e.created_at DESC, e.id DESC"},
+    {"sort_order", "e.sort_order ASC, e.id ASC", "e.sort_order DESC, e.id DESC"},
+    {"id", "e.id ASC", "e.id DESC"},
+};
 
 #define ENTRY_FILTER                                                                                                   \
     ENTRY_FROM " WHERE"                                                                                                \
@@ -393,35 +383,27 @@ static const char *order_by(const char *sort, const char *direction)
 int znp_op_list_admin_protocol_entries(znp_ctx_t *ctx, const znp_list_admin_protocol_entries_request_t *req,
                                        znp_list_admin_protocol_entries_response_t *resp)
 {
-    static const char sql_count[] = "SELECT count(*)" ENTRY_FILTER;
-    char status[24], binding[24], node[24], limit[24], offset[24];
-    const char *params[7] = {0}, *sql_page;
+    char status[24], binding[24], node[24];
+    const char *filter[5] = {0};
+    znp_sql_list_t list = {"SELECT count(*)" ENTRY_FILTER, NULL, filter, 5, req->page, req->per_page};
     znp_protocol_entry_t *items = NULL;
     PGresult *res = NULL;
-    int64_t total;
     int rows, rc;
 
-    params[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[1] = req->has.status == ZNP_SET && req->status != 0 ? znp_nodes__int(status, sizeof(status), req->status)
-                                                               : NULL;
-    params[2] = req->has.protocol == ZNP_SET && req->protocol[0] != '\0' ? req->protocol : NULL;
-    params[3] = req->has.binding_id == ZNP_SET ? znp_nodes__int(binding, sizeof(binding), req->binding_id) : NULL;
-    params[4] = req->has.node_id == ZNP_SET ? znp_nodes__int(node, sizeof(node), req->node_id) : NULL;
-    params[5] = znp_nodes__int(limit, sizeof(limit), req->per_page);
-    params[6] = znp_nodes__int(offset, sizeof(offset), (req->page - 1) * req->per_page);
-    sql_page = znp_arena_printf(ctx->arena, "SELECT " ENTRY_COLUMNS ENTRY_FILTER " ORDER BY %s LIMIT $6 OFFSET $7",
-                                order_by(req->sort, req->direction));
-    if (sql_page == NULL)
+    filter[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[1] =
+        req->has.status == ZNP_SET && req->status != 0 ? znp_nodes__int(status, sizeof(status), req->status) : NULL;
+    filter[2] = req->has.protocol == ZNP_SET && req->protocol[0] != '\0' ? req->protocol : NULL;
+    filter[3] = req->has.binding_id == ZNP_SET ? znp_nodes__int(binding, sizeof(binding), req->binding_id) : NULL;
+    filter[4] = req->has.node_id == ZNP_SET ? znp_nodes__int(node, sizeof(node), req->node_id) : NULL;
+    list.page_sql =
+        znp_arena_printf(ctx->arena, "SELECT " ENTRY_COLUMNS ENTRY_FILTER " ORDER BY %s LIMIT $6 OFFSET $7",
+                         znp_sql_order(ORDERS, sizeof(ORDERS) / sizeof(ORDERS[0]), req->sort, req->direction, 1));
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
 
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
-        return rc;
-    if ((rc = znp_sql_exec(&res, ctx->db, sql_count, 5, params, ctx->request_id)) != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    if ((rc = znp_sql_exec(&res, ctx->db, sql_page, 7, params, ctx->request_id)) != 0)
         goto cleanup;
     rows = PQntuples(res);
     if (rows > 0 && (items = znp_arena_alloc(ctx->arena, (size_t)rows * sizeof(*items))) == NULL) {
@@ -434,7 +416,6 @@ int znp_op_list_admin_protocol_entries(znp_ctx_t *ctx, const znp_list_admin_prot
         goto cleanup;
     resp->entries.count = (size_t)rows;
     resp->entries.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

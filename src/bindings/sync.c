@@ -175,11 +175,13 @@ static const json_t *find_node(const json_t *nodes, const char *kernel_id)
 static int write_health(znp_ctx_t *ctx, const char *node_text, const json_t *nodes, int64_t *updated)
 {
     static const char sql_list[] =
-        "SELECT id, kernel_id FROM protocol_bindings WHERE node_id = $1 AND status = 1 ORDER BY id FOR UPDATE";
+        "SELECT id, kernel_id, health_status FROM protocol_bindings WHERE node_id = $1 AND status = 1"
+        " ORDER BY id FOR UPDATE";
     static const char sql[] =
         "UPDATE protocol_bindings SET health_status = $2::smallint, last_heartbeat_at = now() WHERE id = $1";
     const char *params[2] = {node_text, NULL};
     PGresult *res = NULL;
+    int changed = 0;
     int rc = znp_sql_begin(ctx->db, ctx->request_id);
 
     *updated = 0;
@@ -195,11 +197,16 @@ static int write_health(znp_ctx_t *ctx, const char *node_text, const json_t *nod
         snprintf(health, sizeof(health), "%d", node != NULL ? znp_kernel_health_of(health_value(node)) : HEALTH_OFFLINE);
         rc = znp_sql_exec(NULL, ctx->db, sql, 2, update, ctx->request_id);
         *updated += rc == 0;
+        changed |= strcmp(health, PQgetvalue(res, row, 2)) != 0;
     }
 
 cleanup:
     PQclear(res);
-    return znp_nodes__finish(ctx, rc);
+    rc = znp_nodes__finish(ctx, rc);
+    /* health decides which entries downloads and user lists serve; other instances follow through NOTIFY */
+    if (rc == 0 && changed)
+        znp_bindings__eligibility_changed();
+    return rc;
 }
 
 /* Health sync of one node into `out`. Only database failures return an error. */

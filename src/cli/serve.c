@@ -266,6 +266,11 @@ static int start_servers(server_t *s)
 
     znp_health_init();
     znp_metrics_init();
+    /* before any thread: the HTTP loops read the table without a lock */
+    if (znp_download_register_warm() != 0) {
+        cli_error("could not register the cached download responses with the HTTP server");
+        return CLI_EXIT_RUNTIME;
+    }
     /* libcurl's global setup must run before any thread exists */
     if (znp_mail_register(s->config) != 0) {
         cli_error("could not set up outgoing mail");

@@ -6,14 +6,18 @@
  * src/formats for the client that src/formats detects; browsers get a short
  * page instead of nodes. Over HTTP the body goes out through ctx->stream
  * with its own content type and headers; over gRPC the typed response
- * carries the same file.
+ * carries the same file. A repeated download is served from memory (see
+ * the response cache below). Over HTTP that happens on the event loop,
+ * before the request would go to the worker pool (core/warm.h).
  */
 #include "download/download.h"
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +26,7 @@
 #include "auth/sql.h"
 #include "core/log.h"
 #include "core/stream.h"
+#include "core/warm.h"
 #include "download/internal.h"
 #include "formats/formats.h"
 #include "identity/identity.h"
@@ -30,8 +35,9 @@
 #include "system/site.h"
 #include "template/template.h"
 
-#define LOG_MODULE  "download"
-#define TOKEN_CHARS 22 /* 128 bits in base64url without padding */
+#define LOG_MODULE     "download"
+#define TOKEN_CHARS    22 /* 128 bits in base64url without padding */
+#define CLIENT_KEY_MAX 96
 
 /*
  * Per-token limit on top of the per-IP x-rate-limit of the operation, so a
@@ -58,13 +64,12 @@ typedef enum reason {
 typedef struct subscription {
     int64_t id;
     int status;
-    int64_t expires_at; /* Unix seconds, 0 when it never expires */
+    int64_t expires_at;  /* Unix seconds, rounded down, so a cached response never outlives it; 0 = never */
     int64_t total_bytes; /* 0 = unlimited */
     int64_t used_bytes;
     int expired; /* expires_at has passed by the database clock */
     int64_t template_id; /* 0 when the subscription names no template */
     int user_active;     /* the owner's account is active */
-    char stamp[40];      /* newest update time of the plan's nodes, see load_subscription */
 } subscription_t;
 
 /* A rendered response body, owned here, with its static content type. */
@@ -85,26 +90,35 @@ static void limiter_create(void)
         token_limiter = NULL;
 }
 
-/* Take one download from the bucket of `token`. Returns 0 or ZNP_E_TOO_MANY_REQUESTS with err->retry_after. */
-static int admit_token(znp_ctx_t *ctx, const char *token)
+/* Take one download from the bucket of `token`. Returns 0 or ZNP_E_TOO_MANY_REQUESTS with *retry_after. */
+static int take_token(const char *token, const char *request_id, int *retry_after)
 {
     static const znp_rate_t rate = {TOKEN_RATE_PER_MINUTE, TOKEN_RATE_BURST};
     znp_rate_verdict_t verdict;
 
     pthread_once(&limiter_once, limiter_create);
     if (token_limiter == NULL) {
-        ZNP_ERROR(LOG_MODULE, ctx->request_id, "per-token rate limiter unavailable: out of memory");
+        ZNP_ERROR(LOG_MODULE, request_id, "per-token rate limiter unavailable: out of memory");
         return 0;
     }
     znp_limiter_take(token_limiter, token, strlen(token), rate, &verdict);
     if (verdict.allowed)
         return 0;
-    ZNP_INFO(LOG_MODULE, ctx->request_id, "subscription download rate-limited for one token");
-    if (ctx->err == NULL)
-        return ZNP_E_TOO_MANY_REQUESTS;
-    znp_error_set(ctx->err, ZNP_E_TOO_MANY_REQUESTS, NULL, NULL);
-    ctx->err->retry_after = verdict.retry_after_s > 0 ? (int)verdict.retry_after_s : 1;
+    ZNP_INFO(LOG_MODULE, request_id, "subscription download rate-limited for one token");
+    *retry_after = verdict.retry_after_s > 0 ? (int)verdict.retry_after_s : 1;
     return ZNP_E_TOO_MANY_REQUESTS;
+}
+
+static int admit_token(znp_ctx_t *ctx, const char *token)
+{
+    int retry_after = 0;
+    int rc = take_token(token, ctx->request_id, &retry_after);
+
+    if (rc != 0 && ctx->err != NULL) {
+        znp_error_set(ctx->err, rc, NULL, NULL);
+        ctx->err->retry_after = retry_after;
+    }
+    return rc;
 }
 
 static int token_well_formed(const char *token)
@@ -125,19 +139,10 @@ static int token_well_formed(const char *token)
 /* Find the subscription of `token`. Returns 0, ZNP_E_NOT_FOUND or a database error. */
 static int load_subscription(znp_ctx_t *ctx, const char *token, subscription_t *out)
 {
-    /*
-     * Writes to entries, bindings, plan links and credentials empty the
-     * download cache through NOTIFY znp_eligibility, and at once on the
-     * instance that wrote. A node's status has no notification, so the newest
-     * update time of the plan's nodes is part of the cache key. So a node put
-     * into maintenance or disabled is never served from a cached file.
-     */
     static const char sql[] =
-        "SELECT q.id, q.status, q.token, coalesce(extract(epoch FROM q.expires_at)::bigint, 0),"
+        "SELECT q.id, q.status, q.token, coalesce(floor(extract(epoch FROM q.expires_at))::bigint, 0),"
         " q.traffic_total_bytes, q.traffic_used_bytes,"
-        " q.expires_at IS NOT NULL AND q.expires_at <= now(), coalesce(q.template_id, 0), u.status = 1,"
-        " coalesce((SELECT max(n.updated_at)::text FROM nodes n WHERE n.id IN (SELECT b.node_id FROM plan_bindings pb"
-        "  JOIN protocol_bindings b ON b.id = pb.binding_id WHERE pb.plan_id = q.plan_id)), '')"
+        " q.expires_at IS NOT NULL AND q.expires_at <= now(), coalesce(q.template_id, 0), u.status = 1"
         " FROM subscriptions q JOIN users u ON u.id = q.user_id WHERE q.token = $1";
     const char *params[1] = {token};
     PGresult *res = NULL;
@@ -168,7 +173,6 @@ static int load_subscription(znp_ctx_t *ctx, const char *token, subscription_t *
     out->expired = znp_sql_bool(res, 0, 6);
     out->template_id = znp_sql_int64(res, 0, 7);
     out->user_active = znp_sql_bool(res, 0, 8);
-    snprintf(out->stamp, sizeof(out->stamp), "%s", PQgetvalue(res, 0, 9));
 
 cleanup:
     PQclear(res);
@@ -499,184 +503,266 @@ cleanup:
 }
 
 /*
- * Rendered bodies of active subscriptions, keyed by subscription id, source
- * (template id and published version, or the built-in format), client
- * format and locale, so one token can never get another subscription's
- * body. Entries older than download.cache_ttl_s are never served, which
- * bounds how long a write on another instance stays unseen; writes on this
- * instance and NOTIFY znp_subscriptions clear entries sooner. Least recently
- * used entries go first once download.cache_entries is reached.
+ * Complete responses, kept in memory so a repeated download runs no query.
+ * A cached response is keyed by the token and the client key (format, engine
+ * version, locale, or the browser page). A keyed 64-bit hash of both picks
+ * the candidates, the token itself is then compared in constant time, and
+ * only tokens that the database resolved are ever stored. Each
+ * entry contains what the response needs: headers, ETag, body, and the site
+ * name for the gRPC response. It is served while all of these hold:
+ *   - no invalidation reached its subscription since it was read. Writes on
+ *     this instance call znp_download_cache_forget or _clear before they
+ *     respond, and the NOTIFY of migration 0019 (znp_subscriptions) and
+ *     znp_eligibility reach every instance;
+ *   - it is younger than download.cache_ttl_s;
+ *   - the subscription's expires_at has not passed by this instance's clock,
+ *     so an expired subscription gets its notice without any write.
+ * Traffic counting sends no notification, so the used bytes in
+ * subscription-userinfo may lag by up to download.cache_ttl_s. Crossing the
+ * quota notifies, because it blocks the subscription.
+ *
+ * A response built from rows read before an invalidation must never be
+ * stored after it. So the caller takes cache_generation before its first
+ * query, and cache_put stores nothing when the generation moved since.
+ * Forgetting one subscription bumps the generation of its slot in O(1), which
+ * makes its entries stale. They are freed when next looked up or stored, or
+ * when they reach the end of the recency list. Once download.cache_entries
+ * is reached, the oldest entry goes first unless it was served since it last
+ * reached the end of the list (second chance). So a hit only sets a flag and
+ * never relinks entries under the lock.
  */
-typedef struct cache_entry {
-    struct cache_entry *prev, *next; /* recency list, most recent first */
-    struct cache_entry *chain;       /* hash bucket */
+typedef struct cached {
+    struct cached *prev, *next; /* recency list, newest first */
+    struct cached *chain;       /* hash bucket */
+    uint64_t key_hash;          /* of token and client, compared before the strings */
+    int used;                   /* served since it last reached the end of the recency list */
+    atomic_int refs;            /* one for the cache while listed, one per response in flight */
     int64_t subscription_id;
-    char *key;
-    char *body;
-    size_t len;
+    uint32_t slot_generation;
+    char token[TOKEN_CHARS];
+    char client[CLIENT_KEY_MAX];
+    int64_t expires_at; /* Unix seconds; not served from then on; 0 = no deadline */
+    struct timespec stored;
     const char *content_type; /* static */
     const char *format_name;  /* static */
     char etag[68];
-    struct timespec stored;
-} cache_entry_t;
+    char *site_name;
+    char *headers; /* name NUL value NUL ..., etag first */
+    size_t headers_len;
+    char *body;
+    size_t len;
+} cached_t;
 
-#define CACHE_BUCKETS 4096
+#define CACHE_BUCKETS 16384
+#define CACHE_SLOTS   4096 /* generations by subscription id */
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static cache_entry_t *cache_buckets[CACHE_BUCKETS];
-static cache_entry_t *cache_head, *cache_tail;
+static cached_t *cache_buckets[CACHE_BUCKETS];
+static cached_t *cache_head, *cache_tail;
 static size_t cache_count;
+static uint64_t cache_generation = 1;          /* bumped by every forget and clear */
+static uint32_t slot_generations[CACHE_SLOTS]; /* bumped by a forget of an id in the slot */
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static uint64_t bucket_seed;
 
-static size_t key_bucket(const char *key)
+static void make_seed(void)
 {
-    uint64_t h = 1469598103934665603ull;
+    if (RAND_bytes((unsigned char *)&bucket_seed, sizeof(bucket_seed)) != 1)
+        bucket_seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+}
 
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+static size_t slot_of(int64_t subscription_id)
+{
+    return (size_t)((uint64_t)subscription_id % CACHE_SLOTS);
+}
+
+static uint64_t key_hash_of(const char *token, const char *client)
+{
+    uint64_t h;
+
+    pthread_once(&seed_once, make_seed);
+    h = 1469598103934665603ull ^ bucket_seed;
+    for (size_t i = 0; i < TOKEN_CHARS; i++)
+        h = (h ^ (unsigned char)token[i]) * 1099511628211ull;
+    for (const unsigned char *p = (const unsigned char *)client; *p != '\0'; p++)
         h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h % CACHE_BUCKETS);
+    return h ^ (h >> 29);
 }
 
-static void unlink_recency(cache_entry_t *e)
+static void cached_free(cached_t *a)
 {
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        cache_head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        cache_tail = e->prev;
-    e->prev = e->next = NULL;
+    if (a == NULL)
+        return;
+    free(a->site_name);
+    free(a->headers);
+    free(a->body);
+    free(a);
 }
 
-static void push_front(cache_entry_t *e)
+static void cached_release(void *ref)
 {
-    e->next = cache_head;
-    e->prev = NULL;
+    cached_t *a = ref;
+
+    if (a != NULL && atomic_fetch_sub(&a->refs, 1) == 1)
+        cached_free(a);
+}
+
+static void unlink_recency(cached_t *a)
+{
+    if (a->prev != NULL)
+        a->prev->next = a->next;
+    else
+        cache_head = a->next;
+    if (a->next != NULL)
+        a->next->prev = a->prev;
+    else
+        cache_tail = a->prev;
+    a->prev = a->next = NULL;
+}
+
+static void push_front(cached_t *a)
+{
+    a->next = cache_head;
+    a->prev = NULL;
     if (cache_head != NULL)
-        cache_head->prev = e;
-    cache_head = e;
+        cache_head->prev = a;
+    cache_head = a;
     if (cache_tail == NULL)
-        cache_tail = e;
+        cache_tail = a;
 }
 
-/* Unlink and free `e`; the caller holds cache_lock. */
-static void drop_entry(cache_entry_t *e)
+/* Unlink `a` and drop the cache's reference; the caller holds cache_lock. */
+static void drop_cached(cached_t *a)
 {
-    cache_entry_t **link = &cache_buckets[key_bucket(e->key)];
+    cached_t **link = &cache_buckets[a->key_hash % CACHE_BUCKETS];
 
-    while (*link != NULL && *link != e)
+    while (*link != NULL && *link != a)
         link = &(*link)->chain;
-    if (*link == e)
-        *link = e->chain;
-    unlink_recency(e);
+    if (*link == a)
+        *link = a->chain;
+    unlink_recency(a);
     cache_count--;
-    free(e->key);
-    free(e->body);
-    free(e);
+    cached_release(a);
 }
 
-static double age_seconds(const struct timespec *since)
+static int cache_enabled(const znp_config_t *config)
+{
+    return config->download.cache_entries > 0 && config->download.cache_ttl_s > 0;
+}
+
+/* Whether `a` may still be served; the caller holds cache_lock. */
+static int cached_fresh(const znp_config_t *config, const cached_t *a)
 {
     struct timespec now;
 
+    if (a->slot_generation != slot_generations[slot_of(a->subscription_id)])
+        return 0;
+    if (a->expires_at > 0 && (int64_t)time(NULL) >= a->expires_at)
+        return 0;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+    return (double)(now.tv_sec - a->stored.tv_sec) + (double)(now.tv_nsec - a->stored.tv_nsec) / 1e9 <
+           (double)config->download.cache_ttl_s;
 }
 
-/* Copy the fresh entry of `key` into out and etag. Returns 1 on a hit, 0 otherwise. */
-static int cache_get(const znp_config_t *config, const char *key, rendered_t *out, char etag[68])
+/* The fresh entry of (token, client) with one reference for the caller, or NULL. */
+static cached_t *cache_acquire(const znp_config_t *config, const char *token, const char *client)
 {
-    int hit = 0;
+    uint64_t hash;
+    cached_t *found = NULL;
 
-    if (config->download.cache_entries == 0 || config->download.cache_ttl_s == 0)
-        return 0;
+    if (!cache_enabled(config))
+        return NULL;
+    hash = key_hash_of(token, client);
     pthread_mutex_lock(&cache_lock);
-    for (cache_entry_t *e = cache_buckets[key_bucket(key)]; e != NULL; e = e->chain) {
-        if (strcmp(e->key, key) != 0)
+    for (cached_t *a = cache_buckets[hash % CACHE_BUCKETS]; a != NULL; a = a->chain) {
+        if (a->key_hash != hash || CRYPTO_memcmp(a->token, token, TOKEN_CHARS) != 0 || strcmp(a->client, client) != 0)
             continue;
-        if (age_seconds(&e->stored) >= (double)config->download.cache_ttl_s) {
-            drop_entry(e);
+        if (!cached_fresh(config, a)) {
+            drop_cached(a);
             break;
         }
-        out->body = malloc(e->len + 1);
-        if (out->body == NULL)
-            break;
-        memcpy(out->body, e->body, e->len + 1);
-        out->len = e->len;
-        out->content_type = e->content_type;
-        out->format_name = e->format_name;
-        memcpy(etag, e->etag, sizeof(e->etag));
-        unlink_recency(e);
-        push_front(e);
-        hit = 1;
+        atomic_fetch_add(&a->refs, 1);
+        a->used = 1;
+        found = a;
         break;
     }
     pthread_mutex_unlock(&cache_lock);
-    return hit;
+    return found;
 }
 
-/* Store a copy of `file` under `key`. Out of memory only skips the store. */
-static void cache_put(const znp_config_t *config, int64_t subscription_id, const char *key, const rendered_t *file,
-                      const char *etag)
+/* The generation to pass to cache_put; take it before the first query of a download. */
+static uint64_t cache_generation_now(void)
 {
-    cache_entry_t *e;
-    size_t bucket = key_bucket(key);
-
-    if (config->download.cache_entries == 0 || config->download.cache_ttl_s == 0)
-        return;
-    e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        return;
-    e->key = strdup(key);
-    e->body = malloc(file->len + 1);
-    if (e->key == NULL || e->body == NULL) {
-        free(e->key);
-        free(e->body);
-        free(e);
-        return;
-    }
-    memcpy(e->body, file->body, file->len);
-    e->body[file->len] = '\0';
-    e->len = file->len;
-    e->subscription_id = subscription_id;
-    e->content_type = file->content_type;
-    e->format_name = file->format_name;
-    memcpy(e->etag, etag, sizeof(e->etag));
-    clock_gettime(CLOCK_MONOTONIC, &e->stored);
+    uint64_t generation;
 
     pthread_mutex_lock(&cache_lock);
-    for (cache_entry_t *old = cache_buckets[bucket]; old != NULL; old = old->chain) {
-        if (strcmp(old->key, key) == 0) {
-            drop_entry(old);
+    generation = cache_generation;
+    pthread_mutex_unlock(&cache_lock);
+    return generation;
+}
+
+/* List `a` (the cache takes its own reference) unless an invalidation came after `generation`. */
+static void cache_put(const znp_config_t *config, cached_t *a, uint64_t generation)
+{
+    size_t bucket;
+
+    if (!cache_enabled(config))
+        return;
+    a->key_hash = key_hash_of(a->token, a->client);
+    bucket = a->key_hash % CACHE_BUCKETS;
+    pthread_mutex_lock(&cache_lock);
+    if (generation != cache_generation) {
+        pthread_mutex_unlock(&cache_lock);
+        return;
+    }
+    for (cached_t *old = cache_buckets[bucket]; old != NULL; old = old->chain) {
+        if (old->key_hash == a->key_hash && CRYPTO_memcmp(old->token, a->token, TOKEN_CHARS) == 0 &&
+            strcmp(old->client, a->client) == 0) {
+            drop_cached(old);
             break;
         }
     }
-    while (cache_count >= config->download.cache_entries && cache_tail != NULL)
-        drop_entry(cache_tail);
-    e->chain = cache_buckets[bucket];
-    cache_buckets[bucket] = e;
-    push_front(e);
+    /* each pass drops the oldest entry or clears its flag, so this ends */
+    while (cache_count >= config->download.cache_entries && cache_tail != NULL) {
+        cached_t *oldest = cache_tail;
+
+        if (oldest->used && cached_fresh(config, oldest)) {
+            oldest->used = 0;
+            unlink_recency(oldest);
+            push_front(oldest);
+        } else {
+            drop_cached(oldest);
+        }
+    }
+    a->slot_generation = slot_generations[slot_of(a->subscription_id)];
+    clock_gettime(CLOCK_MONOTONIC, &a->stored);
+    atomic_fetch_add(&a->refs, 1);
+    a->chain = cache_buckets[bucket];
+    cache_buckets[bucket] = a;
+    push_front(a);
     cache_count++;
     pthread_mutex_unlock(&cache_lock);
 }
 
 void znp_download_cache_forget(int64_t subscription_id)
 {
-    pthread_mutex_lock(&cache_lock);
-    for (cache_entry_t *e = cache_head; e != NULL;) {
-        cache_entry_t *next = e->next;
-
-        if (subscription_id <= 0 || e->subscription_id == subscription_id)
-            drop_entry(e);
-        e = next;
+    if (subscription_id <= 0) {
+        znp_download_cache_clear();
+        return;
     }
+    pthread_mutex_lock(&cache_lock);
+    cache_generation++;
+    slot_generations[slot_of(subscription_id)]++;
     pthread_mutex_unlock(&cache_lock);
 }
 
 void znp_download_cache_clear(void)
 {
-    znp_download_cache_forget(0);
+    pthread_mutex_lock(&cache_lock);
+    cache_generation++;
+    while (cache_head != NULL)
+        drop_cached(cache_head);
+    pthread_mutex_unlock(&cache_lock);
 }
 
 size_t znp_download_cache_size(void)
@@ -814,56 +900,151 @@ int znp_download_content_disposition(char *out, size_t size, const char *name)
     return 0;
 }
 
-static int send_headers(znp_ctx_t *ctx, const subscription_t *sub, const rendered_t *file, const char *etag,
-                        const char *disposition)
+/*
+ * The client key of an entry: the browser page in the caller's language, or
+ * the client format, the engine version and the language of the notices.
+ * Returns 0 when the key does not fit (the response is then not cached).
+ */
+static int client_key(char out[CLIENT_KEY_MAX], const znp_formats_client_t *client, znp_locale_t locale)
 {
-    znp_stream_t *stream = ctx->stream;
-    char value[160];
-    int rc;
+    int page = client->matched_by == ZNP_FORMATS_MATCH_BROWSER;
+    int n = snprintf(out, CLIENT_KEY_MAX, "%s|%s|%d", page ? "page" : znp_formats_format_name(client->format),
+                     page ? "" : client->version, (int)locale);
 
-    if ((rc = znp_stream_header(stream, "etag", etag)) != 0)
-        return rc;
-    if (file->is_page)
-        return 0;
-    snprintf(value, sizeof(value), "upload=0; download=%" PRId64 "; total=%" PRId64 "; expire=%" PRId64,
-             sub->used_bytes, sub->total_bytes, sub->expires_at);
-    if ((rc = znp_stream_header(stream, "subscription-userinfo", value)) != 0)
-        return rc;
-    snprintf(value, sizeof(value), "%" PRIu32, ctx->config->site.subscription_update_hours);
-    if ((rc = znp_stream_header(stream, "profile-update-interval", value)) != 0)
-        return rc;
-    return znp_stream_header(stream, "content-disposition", disposition);
+    return n > 0 && n < CLIENT_KEY_MAX;
+}
+
+/* Append "name NUL value NUL" to the entry's headers. Returns 0 or ZNP_E_INTERNAL. */
+static int add_header(cached_t *a, size_t *cap, const char *name, const char *value)
+{
+    size_t name_len = strlen(name), value_len = strlen(value);
+    size_t need = a->headers_len + name_len + value_len + 2;
+
+    if (need > *cap) {
+        size_t grown_cap = *cap > 0 ? *cap * 2 : 256;
+        char *grown;
+
+        while (grown_cap < need)
+            grown_cap *= 2;
+        grown = realloc(a->headers, grown_cap);
+        if (grown == NULL)
+            return ZNP_E_INTERNAL;
+        a->headers = grown;
+        *cap = grown_cap;
+    }
+    memcpy(a->headers + a->headers_len, name, name_len + 1);
+    memcpy(a->headers + a->headers_len + name_len + 1, value, value_len + 1);
+    a->headers_len = need;
+    return 0;
 }
 
 /*
- * The file of an active subscription: from the cache when a fresh entry
- * exists, else rendered from the published template that applies, or the
- * built-in format when none applies or it fails. Returns 0 or a negative znp_err.
+ * Build the cache entry for `file`, taking over its body, with one reference
+ * for the caller. Its headers are the ETag and, for a client file,
+ * subscription-userinfo, profile-update-interval and content-disposition.
+ * NULL when out of memory.
  */
-static int render_active(znp_ctx_t *ctx, rendered_t *file, char etag[68], const znp_formats_client_t *client,
+static cached_t *cached_build(znp_ctx_t *ctx, const char *token, const char *client, const subscription_t *sub,
+                              rendered_t *file, reason_t reason, const char *site_name)
+{
+    cached_t *a = calloc(1, sizeof(*a));
+    char value[160];
+    char disposition[sizeof(((znp_site_snapshot_t *)NULL)->name) * 3 + 96];
+    size_t cap = 0;
+    int rc;
+
+    if (a == NULL)
+        return NULL;
+    atomic_init(&a->refs, 1);
+    a->subscription_id = sub->id;
+    memcpy(a->token, token, TOKEN_CHARS);
+    snprintf(a->client, sizeof(a->client), "%s", client);
+    /* an expired subscription's notice stays right until a write renews it, which notifies */
+    a->expires_at = reason == REASON_EXPIRED ? 0 : sub->expires_at;
+    a->content_type = file->content_type;
+    a->format_name = file->format_name;
+    /* renderers grow their buffers by doubling; a cached body keeps only its own bytes */
+    a->body = realloc(file->body, file->len + 1);
+    if (a->body == NULL)
+        goto failed;
+    a->len = file->len;
+    a->body[a->len] = '\0';
+    file->body = NULL;
+    a->site_name = strdup(site_name);
+    if (a->site_name == NULL)
+        goto failed;
+    strong_etag(a->etag, a->body, a->len);
+    if (add_header(a, &cap, "etag", a->etag) != 0)
+        goto failed;
+    if (file->is_page)
+        return a;
+    snprintf(value, sizeof(value), "upload=0; download=%" PRId64 "; total=%" PRId64 "; expire=%" PRId64,
+             sub->used_bytes, sub->total_bytes, sub->expires_at);
+    rc = add_header(a, &cap, "subscription-userinfo", value);
+    snprintf(value, sizeof(value), "%" PRIu32, ctx->config->site.subscription_update_hours);
+    rc = rc != 0 ? rc : add_header(a, &cap, "profile-update-interval", value);
+    rc = rc != 0 ? rc : znp_download_content_disposition(disposition, sizeof(disposition), site_name);
+    rc = rc != 0 ? rc : add_header(a, &cap, "content-disposition", disposition);
+    if (rc == 0)
+        return a;
+
+failed:
+    cached_free(a);
+    return NULL;
+}
+
+/* Send entry `a` over ctx->stream, or fill the typed response for gRPC. Returns 0 or a negative znp_err. */
+static int send_cached(znp_ctx_t *ctx, const cached_t *a, znp_subscription_download_response_t *resp)
+{
+    znp_stream_t *stream = ctx->stream;
+    size_t at = 0;
+    int rc;
+
+    if (stream == NULL) {
+        resp->format = znp_arena_strdup(ctx->arena, a->format_name);
+        resp->content_type = znp_arena_strdup(ctx->arena, a->content_type);
+        resp->filename = znp_arena_strdup(ctx->arena, a->site_name);
+        resp->body = znp_arena_strndup(ctx->arena, a->body, a->len);
+        if (resp->format == NULL || resp->content_type == NULL || resp->filename == NULL || resp->body == NULL)
+            return ZNP_E_INTERNAL;
+        resp->has.format = resp->has.content_type = resp->has.filename = resp->has.body = ZNP_SET;
+        return 0;
+    }
+    while (at < a->headers_len) {
+        const char *name = a->headers + at;
+        const char *value = name + strlen(name) + 1;
+
+        if ((rc = znp_stream_header(stream, name, value)) != 0)
+            return rc;
+        at = (size_t)(value + strlen(value) + 1 - a->headers);
+    }
+    if (znp_download_etag_matches(stream->if_none_match, a->etag)) {
+        stream->status = 304;
+        return znp_stream_begin(stream, a->content_type, NULL);
+    }
+    if ((rc = znp_stream_begin(stream, a->content_type, NULL)) != 0)
+        return rc;
+    return znp_stream_write(stream, a->body, a->len);
+}
+
+/*
+ * The file of an active subscription, rendered from the published template
+ * that applies, or the built-in format when none applies or it fails.
+ * Returns 0 or a negative znp_err.
+ */
+static int render_active(znp_ctx_t *ctx, rendered_t *file, const znp_formats_client_t *client,
                          const subscription_t *sub)
 {
     PGresult *tmpl_res = NULL;
-    char key[224];
-    int have_template, rc;
+    int rc;
 
     if ((rc = find_template(ctx, client, sub, &tmpl_res)) != 0)
         goto cleanup;
-    have_template = PQntuples(tmpl_res) == 1;
-    /* template id and version, or "built-in"; then the client format, whose name is also the template's client type */
-    snprintf(key, sizeof(key), "%" PRId64 "|%s%s%s|%s|%s|%d|%s", sub->id,
-             have_template ? PQgetvalue(tmpl_res, 0, 0) : "built-in", have_template ? ":" : "",
-             have_template ? PQgetvalue(tmpl_res, 0, 3) : "", znp_formats_format_name(client->format),
-             client->version, (int)ctx->locale, sub->stamp);
-    if (cache_get(ctx->config, key, file, etag))
-        goto cleanup;
-    rc = have_template ? render_template(ctx, file, client, sub, tmpl_res) : 0;
+    rc = PQntuples(tmpl_res) == 1 ? render_template(ctx, file, client, sub, tmpl_res) : 0;
     if (rc == 1)
         rc = 0;
-    else if ((rc = render_file(ctx, file, client, sub, REASON_NONE)) != 0)
-        goto cleanup;
-    strong_etag(etag, file->body, file->len);
-    cache_put(ctx->config, sub->id, key, file, etag);
+    else
+        rc = render_file(ctx, file, client, sub, REASON_NONE);
 
 cleanup:
     PQclear(tmpl_res);
@@ -878,11 +1059,26 @@ static int download(znp_ctx_t *ctx, const char *token, const char *flag, const c
     znp_formats_client_t client;
     rendered_t file = {0};
     reason_t reason;
+    cached_t *a = NULL;
     const char *accept = ctx->stream != NULL ? ctx->stream->accept : NULL;
-    char etag[68];
-    char disposition[sizeof(site.name) * 3 + 96];
-    int rc;
+    char client_text[CLIENT_KEY_MAX];
+    int keyed, rc;
+    uint64_t generation;
 
+    if (!token_well_formed(token))
+        return ZNP_E_NOT_FOUND;
+    znp_formats_detect(&client, flag != NULL && flag[0] != '\0' ? flag : format, ctx->user_agent, accept);
+    keyed = client_key(client_text, &client, ctx->locale);
+    if (keyed && (a = cache_acquire(ctx->config, token, client_text)) != NULL) {
+        rc = admit_token(ctx, token);
+        if (rc == 0)
+            rc = send_cached(ctx, a, resp);
+        cached_release(a);
+        return rc;
+    }
+
+    /* before the first query, so an invalidation while this renders keeps the result out of the cache */
+    generation = cache_generation_now();
     rc = load_subscription(ctx, token, &sub);
     if (rc != 0)
         return rc;
@@ -891,50 +1087,27 @@ static int download(znp_ctx_t *ctx, const char *token, const char *flag, const c
         return rc;
     reason = blocked_reason(&sub);
     znp_site_cache_get(&site);
-    znp_formats_detect(&client, flag != NULL && flag[0] != '\0' ? flag : format, ctx->user_agent, accept);
 
-    if (client.matched_by == ZNP_FORMATS_MATCH_BROWSER) {
+    if (client.matched_by == ZNP_FORMATS_MATCH_BROWSER)
         rc = render_page(&file, site.name, ctx->locale, reason);
-        if (rc == 0)
-            strong_etag(etag, file.body, file.len);
-    } else if (reason != REASON_NONE) {
-        /* a blocked subscription always gets the built-in file with its informational entry, never a cached one */
+    else if (reason != REASON_NONE)
+        /* a blocked subscription gets the built-in file with its informational entry */
         rc = render_file(ctx, &file, &client, &sub, reason);
-        if (rc == 0)
-            strong_etag(etag, file.body, file.len);
-    } else {
-        rc = render_active(ctx, &file, etag, &client, &sub);
-    }
+    else
+        rc = render_active(ctx, &file, &client, &sub);
     if (rc != 0)
         goto cleanup;
-    if ((rc = znp_download_content_disposition(disposition, sizeof(disposition), site.name)) != 0)
-        goto cleanup;
-
-    if (ctx->stream == NULL) {
-        resp->format = znp_arena_strdup(ctx->arena, file.format_name);
-        resp->content_type = znp_arena_strdup(ctx->arena, file.content_type);
-        resp->filename = znp_arena_strdup(ctx->arena, site.name);
-        resp->body = znp_arena_strndup(ctx->arena, file.body, file.len);
-        if (resp->format == NULL || resp->content_type == NULL || resp->filename == NULL || resp->body == NULL) {
-            rc = ZNP_E_INTERNAL;
-            goto cleanup;
-        }
-        resp->has.format = resp->has.content_type = resp->has.filename = resp->has.body = ZNP_SET;
+    a = cached_build(ctx, token, keyed ? client_text : "", &sub, &file, reason, site.name);
+    if (a == NULL) {
+        rc = ZNP_E_INTERNAL;
         goto cleanup;
     }
-
-    if ((rc = send_headers(ctx, &sub, &file, etag, disposition)) != 0)
-        goto cleanup;
-    if (znp_download_etag_matches(ctx->stream->if_none_match, etag)) {
-        ctx->stream->status = 304;
-        rc = znp_stream_begin(ctx->stream, file.content_type, NULL);
-        goto cleanup;
-    }
-    if ((rc = znp_stream_begin(ctx->stream, file.content_type, NULL)) != 0)
-        goto cleanup;
-    rc = znp_stream_write(ctx->stream, file.body, file.len);
+    if (keyed)
+        cache_put(ctx->config, a, generation);
+    rc = send_cached(ctx, a, resp);
 
 cleanup:
+    cached_release(a);
     free(file.body);
     return rc;
 }
@@ -949,4 +1122,99 @@ int znp_op_download_subscription_short(znp_ctx_t *ctx, const znp_download_subscr
                                        znp_download_subscription_short_response_t *resp)
 {
     return download(ctx, req->token, req->flag, req->format, resp);
+}
+
+/*
+ * The query of a warm download: `flag` and `format` with plain values only
+ * ([A-Za-z0-9._-], at most 64 bytes, each at most once). Anything else
+ * (escapes, other names) returns 0, and the request then takes the full path
+ * with the strict codec.
+ */
+static int plain_query(const char *query, size_t len, char flag[65], char format[65])
+{
+    size_t at = 0;
+    int seen_flag = 0, seen_format = 0;
+
+    flag[0] = format[0] = '\0';
+
+    while (query != NULL && at < len) {
+        size_t end = at, eq, value_len;
+        char *target;
+        int *seen;
+
+        while (end < len && query[end] != '&')
+            end++;
+        for (eq = at; eq < end && query[eq] != '='; eq++)
+            ;
+        if (eq - at == 4 && memcmp(query + at, "flag", 4) == 0) {
+            target = flag;
+            seen = &seen_flag;
+        } else if (eq - at == 6 && memcmp(query + at, "format", 6) == 0) {
+            target = format;
+            seen = &seen_format;
+        } else {
+            return 0;
+        }
+        value_len = eq < end ? end - eq - 1 : 0;
+        if (*seen || value_len > 64)
+            return 0;
+        for (size_t i = 0; i < value_len; i++) {
+            char c = query[eq + 1 + i];
+
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                  c == '.'))
+                return 0;
+        }
+        memcpy(target, query + eq + 1, value_len);
+        target[value_len] = '\0';
+        *seen = 1;
+        at = end + 1;
+    }
+    return 1;
+}
+
+/* Serve a cached response of either download route on the event loop, with no query (core/warm.h). */
+static int warm_download(const znp_warm_request_t *request, znp_warm_response_t *response)
+{
+    const char *token = NULL;
+    char flag[65], format[65], client_text[CLIENT_KEY_MAX];
+    znp_formats_client_t client;
+    cached_t *a;
+    int retry_after = 0;
+    int rc;
+
+    for (size_t i = 0; i < request->path_param_count; i++) {
+        if (strcmp(request->path_params[i].name, "token") == 0)
+            token = request->path_params[i].value;
+    }
+    if (token == NULL || !token_well_formed(token) || !plain_query(request->query, request->query_len, flag, format))
+        return 0;
+    znp_formats_detect(&client, flag[0] != '\0' ? flag : format, request->user_agent, request->accept);
+    if (!client_key(client_text, &client, request->locale))
+        return 0;
+    a = cache_acquire(request->config, token, client_text);
+    if (a == NULL)
+        return 0;
+    rc = take_token(token, request->request_id, &retry_after);
+    if (rc != 0) {
+        cached_release(a);
+        response->retry_after = retry_after;
+        return rc;
+    }
+    response->status = znp_download_etag_matches(request->if_none_match, a->etag) ? 304 : 200;
+    response->content_type = a->content_type;
+    response->headers = a->headers;
+    response->headers_len = a->headers_len;
+    response->body = a->body;
+    response->len = a->len;
+    response->release = cached_release;
+    response->ref = a;
+    return 1;
+}
+
+int znp_download_register_warm(void)
+{
+    int rc = znp_warm_register("download_subscription", warm_download);
+
+    return rc != 0 ? rc : znp_warm_register("download_subscription_short", warm_download);
 }

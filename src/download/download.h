@@ -44,13 +44,23 @@ int znp_download_etag_matches(const char *if_none_match, const char *etag);
 int znp_download_content_disposition(char *out, size_t size, const char *name);
 
 /*
- * The cache of rendered files (config download.cache_entries and
- * download.cache_ttl_s). forget drops the entries of one subscription;
- * clear drops every entry, for writes that can change any file (templates,
- * plans, site settings). Both are safe from any thread.
+ * The cache of complete responses (config download.cache_entries and
+ * download.cache_ttl_s), which lets a repeated download run no query.
+ * forget drops the responses of one subscription. clear drops all of them,
+ * for writes that can change any file (templates, plans, nodes, site
+ * settings). Every write that changes what a file shows calls one of them
+ * before it responds. Other instances learn of it through NOTIFY (migration
+ * 0019). Both are safe from any thread.
  */
 void znp_download_cache_forget(int64_t subscription_id);
 void znp_download_cache_clear(void);
 size_t znp_download_cache_size(void);
+
+/*
+ * Register the warm function of both download operations (core/warm.h), so
+ * a cached response is sent from the event loop without the worker pool.
+ * Call once before the servers start. Returns 0 or a negative znp_err.
+ */
+int znp_download_register_warm(void);
 
 #endif

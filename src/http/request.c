@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
+#include "core/warm.h"
 #include "openapi.gen.h"
 #include "runtime/health.h"
 #include "runtime/metrics.h"
@@ -880,6 +881,68 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     return job;
 }
 
+typedef struct warm_hold {
+    void (*release)(void *ref);
+    void *ref;
+} warm_hold_t;
+
+static void release_warm(void *data)
+{
+    warm_hold_t *hold = data;
+
+    hold->release(hold->ref);
+}
+
+/* Send what the operation's warm function (core/warm.h) returns, unless it has none or declines. 1 when sent. */
+static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_match_t *match)
+{
+    znp_warm_fn fn = znp_warm_find(match->route->operation);
+    h2o_iovec_t query = query_of(req);
+    znp_warm_response_t response;
+    int rc;
+
+    /* a signed group needs the worker's signature check */
+    if (fn == NULL || znp_security_signing_required((int)state->guard.group))
+        return 0;
+    znp_warm_request_t in = {
+        .config = state->loop->server->config,
+        .path_params = match->params,
+        .path_param_count = match->param_count,
+        .query = query.base,
+        .query_len = query.len,
+        .user_agent = header_string(req, H2O_TOKEN_USER_AGENT),
+        .accept = header_string(req, H2O_TOKEN_ACCEPT),
+        .if_none_match = header_string(req, H2O_TOKEN_IF_NONE_MATCH),
+        .locale = state->locale,
+        .request_id = state->request_id,
+    };
+    memset(&response, 0, sizeof(response));
+    rc = fn(&in, &response);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        znp_error_t err;
+
+        memset(&err, 0, sizeof(err));
+        err.code = rc;
+        err.retry_after = response.retry_after;
+        send_error_detail(req, state, rc, &err, NULL);
+        return 1;
+    }
+    if (response.release != NULL) {
+        /* the body belongs to the warm function's cache, which keeps it until the request ends */
+        warm_hold_t *hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), release_warm);
+
+        hold->release = response.release;
+        hold->ref = response.ref;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    znp_http__add_stream_headers(req, response.headers, response.headers_len);
+    znp_http__send_body(req, response.status == 304 ? 304 : 200, response.content_type,
+                        h2o_iovec_init(response.body, response.len));
+    return 1;
+}
+
 /* Hand the operation to the worker pool; the response arrives in znp_http__on_replies(). */
 static void submit_job(h2o_req_t *req, znp_http_request_t *state, const znp_route_match_t *match)
 {
@@ -1108,7 +1171,7 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
     if ((match.route->operation->flags & ZNP_OP_INLINE) &&
         !(state->loop->server->pool != NULL && znp_security_signing_required((int)state->guard.group)))
         run_inline(req, state, &match);
-    else
+    else if (!try_warm(req, state, &match))
         submit_job(req, state, &match);
 }
 

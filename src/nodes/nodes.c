@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "core/crypto.h"
 #include "core/log.h"
+#include "download/download.h"
 #include "nodes/internal.h"
 #include "operations.gen.h"
 #include "core/pagination.h"
@@ -185,33 +186,8 @@ cleanup:
     return rc;
 }
 
-/* Run a statement that may break the unique index on the name, which is ZNP_E_NODE_NAME_TAKEN. */
-static int exec_name(znp_ctx_t *ctx, PGresult **out, const char *sql, int count, const char *const *params)
-{
-    PGresult *res = PQexecParams(ctx->db, sql, count, NULL, params, NULL, NULL, 0);
-    ExecStatusType status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    const char *state;
-
-    *out = NULL;
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-        *out = res;
-        return 0;
-    }
-    state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (state != NULL && strcmp(state, "23505") == 0) {
-        PQclear(res);
-        return znp_error_set(ctx->err, ZNP_E_NODE_NAME_TAKEN, "$.name", "another node uses this name");
-    }
-    if (PQstatus(ctx->db) != CONNECTION_OK) {
-        ZNP_ERROR(LOG_TAG, ctx->request_id, "database connection lost: %s", PQerrorMessage(ctx->db));
-        PQclear(res);
-        return ZNP_E_DATABASE_UNAVAILABLE;
-    }
-    /* the parameters contain sealed credentials, so only the SQLSTATE is logged */
-    ZNP_ERROR(LOG_TAG, ctx->request_id, "node statement failed: sqlstate=%s", state != NULL ? state : "none");
-    PQclear(res);
-    return ZNP_E_INTERNAL;
-}
+/* A statement that breaks the unique index on the name. Its parameters contain sealed credentials. */
+static const znp_sql_unique_t NAME_TAKEN = {ZNP_E_NODE_NAME_TAKEN, "$.name", "another node uses this name", NULL, 1};
 
 /* Trim `in` into *out and reject a blank value. */
 static int required_text(znp_ctx_t *ctx, const char *path, const char *in, const char **out)
@@ -224,6 +200,16 @@ static int required_text(znp_ctx_t *ctx, const char *path, const char *in, const
         return znp_error_set(ctx->err, ZNP_E_VALIDATION_FAILED, path, "must not be blank");
     *out = t;
     return 0;
+}
+
+/* Commit a node write that may change subscription files (status, name, region, country, deletion). */
+static int finish_served(znp_ctx_t *ctx, int rc)
+{
+    rc = znp_nodes__finish(ctx, rc);
+    /* this instance drops its cached downloads before it responds; others follow the NOTIFY of migration 0019 */
+    if (rc == 0)
+        znp_download_cache_clear();
+    return rc;
 }
 
 /* ---- operations ---- */
@@ -318,7 +304,7 @@ int znp_op_create_admin_node(znp_ctx_t *ctx, const znp_create_admin_node_request
     if (body->has.control_token == ZNP_SET &&
         (rc = seal(ctx, id, "control_token", body->control_token, &params[13])) != 0)
         goto cleanup;
-    rc = exec_name(ctx, &res, sql, 23, params);
+    rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 23, params, &NAME_TAKEN, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     diff = json_pack("{s:s, s:s, s:b, s:b, s:b}", "name", params[1], "control_endpoint", params[10],
@@ -492,7 +478,7 @@ int znp_op_update_admin_node(znp_ctx_t *ctx, const znp_update_admin_node_request
     if (set[13] && (rc = seal(ctx, req->id, "control_token",
                                body->has.control_token == ZNP_SET ? body->control_token : "", &params[13])) != 0)
         goto cleanup;
-    rc = exec_name(ctx, &res, sql, 23, params);
+    rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 23, params, &NAME_TAKEN, ctx->request_id);
     if (rc != 0)
         goto cleanup;
 
@@ -519,7 +505,7 @@ cleanup:
     json_decref(changed);
     json_decref(diff);
     PQclear(res);
-    return znp_nodes__finish(ctx, rc);
+    return finish_served(ctx, rc);
 }
 
 int znp_op_delete_admin_node(znp_ctx_t *ctx, const znp_delete_admin_node_request_t *req)
@@ -554,7 +540,7 @@ int znp_op_delete_admin_node(znp_ctx_t *ctx, const znp_delete_admin_node_request
     PQclear(res);
     json_decref(binding_ids);
     json_decref(diff);
-    rc = znp_nodes__finish(ctx, rc);
+    rc = finish_served(ctx, rc);
     /* after the commit the kernel is told, best effort */
     znp_bindings_removal_finish(removal, rc == 0, ctx->request_id);
     return rc;
@@ -585,30 +571,18 @@ int znp_op_disable_admin_node(znp_ctx_t *ctx, const znp_disable_admin_node_reque
     if (rc == 0)
         rc = reload(ctx, req->id, &resp->node);
     PQclear(res);
-    return znp_nodes__finish(ctx, rc);
+    return finish_served(ctx, rc);
 }
 
-/* ORDER BY text for a whitelisted sort key. The codec already limits `sort` and `direction` to the enums. */
-static const char *order_by(const char *sort, const char *direction)
-{
-    static const struct {
-        const char *key, *asc, *desc;
-    } orders[] = {
-        {"updated_at", "n.updated_at ASC, n.id ASC", "n.updated_at DESC, n.id DESC"},
-        {"name", "n.name ASC, n.id ASC", "n.name DESC, n.id DESC"},
-        {"region", "lower(n.region) ASC, n.id ASC", "lower(n.region) DESC, n.id DESC"},
-        {"last_synced_at", "n.last_synced_at ASC NULLS FIRST, n.id ASC",
-         "n.last_synced_at DESC NULLS LAST, n.id DESC"},
-        {"capacity_mbps", "n.capacity_mbps ASC, n.id ASC", "n.capacity_mbps DESC, n.id DESC"},
-        {"id", "n.id ASC", "n.id DESC"},
-    };
-    int desc = direction == NULL || strcmp(direction, "desc") == 0;
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return desc ? orders[i].desc : orders[i].asc;
-    return desc ? orders[0].desc : orders[0].asc;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t ORDERS[] = {
+    {"updated_at", "n.updated_at ASC, n.id ASC", "n.updated_at DESC, n.id DESC"},
+    {"name", "n.name ASC, n.id ASC", "n.name DESC, n.id DESC"},
+    {"region", "lower(n.region) ASC, n.id ASC", "lower(n.region) DESC, n.id DESC"},
+    {"last_synced_at", "n.last_synced_at ASC NULLS FIRST, n.id ASC", "n.last_synced_at DESC NULLS LAST, n.id DESC"},
+    {"capacity_mbps", "n.capacity_mbps ASC, n.id ASC", "n.capacity_mbps DESC, n.id DESC"},
+    {"id", "n.id ASC", "n.id DESC"},
+};
 
 #define NODE_FILTER                                                                                                    \
     " FROM nodes n WHERE n.deleted_at IS NULL"                                                                         \
@@ -651,37 +625,27 @@ static int tag_filter(znp_ctx_t *ctx, const char *in, const char **out)
 int znp_op_list_admin_nodes(znp_ctx_t *ctx, const znp_list_admin_nodes_request_t *req,
                             znp_list_admin_nodes_response_t *resp)
 {
-    static const char sql_count[] = "SELECT count(*)" NODE_FILTER;
-    char status[24], limit[24], offset[24];
-    const char *params[7] = {0}, *sql_page;
+    char status[24];
+    const char *filter[5] = {0};
+    znp_sql_list_t list = {"SELECT count(*)" NODE_FILTER, NULL, filter, 5, req->page, req->per_page};
     PGresult *res = NULL;
     znp_node_t *items = NULL;
-    int64_t total;
     int rows, rc;
 
-    params[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[1] = req->has.status == ZNP_SET && req->status != 0 ? znp_nodes__int(status, sizeof(status), req->status) : NULL;
-    params[2] = req->has.region == ZNP_SET && req->region[0] != '\0' ? req->region : NULL;
-    if (req->has.tags == ZNP_SET && (rc = tag_filter(ctx, req->tags, &params[3])) != 0)
+    filter[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[1] =
+        req->has.status == ZNP_SET && req->status != 0 ? znp_nodes__int(status, sizeof(status), req->status) : NULL;
+    filter[2] = req->has.region == ZNP_SET && req->region[0] != '\0' ? req->region : NULL;
+    if (req->has.tags == ZNP_SET && (rc = tag_filter(ctx, req->tags, &filter[3])) != 0)
         return rc;
-    params[4] = req->has.protocol == ZNP_SET && req->protocol[0] != '\0' ? req->protocol : NULL;
-    params[5] = znp_nodes__int(limit, sizeof(limit), req->per_page);
-    params[6] = znp_nodes__int(offset, sizeof(offset), (req->page - 1) * req->per_page);
-    sql_page = znp_arena_printf(ctx->arena, "SELECT " NODE_COLUMNS NODE_FILTER " ORDER BY %s LIMIT $6 OFFSET $7",
-                                order_by(req->sort, req->direction));
-    if (sql_page == NULL)
+    filter[4] = req->has.protocol == ZNP_SET && req->protocol[0] != '\0' ? req->protocol : NULL;
+    list.page_sql =
+        znp_arena_printf(ctx->arena, "SELECT " NODE_COLUMNS NODE_FILTER " ORDER BY %s LIMIT $6 OFFSET $7",
+                         znp_sql_order(ORDERS, sizeof(ORDERS) / sizeof(ORDERS[0]), req->sort, req->direction, 1));
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
 
-    /* count and page from one snapshot, so they agree */
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 5, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 7, params, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     rows = PQntuples(res);
@@ -695,7 +659,6 @@ int znp_op_list_admin_nodes(znp_ctx_t *ctx, const znp_list_admin_nodes_request_t
         goto cleanup;
     resp->nodes.count = (size_t)rows;
     resp->nodes.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

@@ -14,6 +14,7 @@
 #include "audit/audit.h"
 #include "auth/sql.h"
 #include "core/log.h"
+#include "download/download.h"
 #include "operations.gen.h"
 #include "plans/internal.h"
 #include "core/pagination.h"
@@ -48,9 +49,11 @@ int znp_plans__finish(znp_ctx_t *ctx, int rc)
         rc = znp_sql_commit(ctx->db, ctx->request_id);
     if (rc != 0)
         znp_sql_rollback(ctx->db, ctx->request_id);
-    /* a plan write can change its binding links, which decide node-backend user lists */
-    if (rc == 0)
+    /* a plan write can change its binding links, which decide node-backend user lists and subscription files */
+    if (rc == 0) {
         znp_uniproxy_invalidate();
+        znp_download_cache_clear();
+    }
     return rc;
 }
 
@@ -399,33 +402,8 @@ cleanup:
     return text;
 }
 
-/* Run a statement that may break the slug's unique index; that case is ZNP_E_PLAN_SLUG_TAKEN. */
-static int exec_slug(znp_ctx_t *ctx, PGresult **out, const char *sql, int count, const char *const *params)
-{
-    PGresult *res = PQexecParams(ctx->db, sql, count, NULL, params, NULL, NULL, 0);
-    ExecStatusType status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    const char *state;
-
-    *out = NULL;
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-        *out = res;
-        return 0;
-    }
-    state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (state != NULL && strcmp(state, "23505") == 0) {
-        PQclear(res);
-        return znp_error_set(ctx->err, ZNP_E_PLAN_SLUG_TAKEN, "$.slug", "another plan uses this slug");
-    }
-    if (PQstatus(ctx->db) != CONNECTION_OK) {
-        ZNP_ERROR(LOG_TAG, ctx->request_id, "database connection lost: %s", PQerrorMessage(ctx->db));
-        PQclear(res);
-        return ZNP_E_DATABASE_UNAVAILABLE;
-    }
-    ZNP_ERROR(LOG_TAG, ctx->request_id, "statement failed: sqlstate=%s %s", state != NULL ? state : "none",
-              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(ctx->db));
-    PQclear(res);
-    return ZNP_E_INTERNAL;
-}
+/* A statement that breaks the slug's unique index. */
+static const znp_sql_unique_t SLUG_TAKEN = {ZNP_E_PLAN_SLUG_TAKEN, "$.slug", "another plan uses this slug", NULL, 0};
 
 /*
  * Replace the binding set of plan `id` with the ids in `ids_json` (NULL: none).
@@ -520,7 +498,7 @@ int znp_op_create_admin_plan(znp_ctx_t *ctx, const znp_create_admin_plan_request
     rc = znp_sql_begin(ctx->db, ctx->request_id);
     if (rc != 0)
         return rc;
-    rc = exec_slug(ctx, &res, sql, 15, params);
+    rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 15, params, &SLUG_TAKEN, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     if (PQntuples(res) != 1) {
@@ -654,7 +632,7 @@ int znp_op_update_admin_plan(znp_ctx_t *ctx, const znp_update_admin_plan_request
         goto done;
     PQclear(res);
     res = NULL;
-    rc = exec_slug(ctx, &res, sql, 16, params);
+    rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 16, params, &SLUG_TAKEN, ctx->request_id);
     if (rc == 0 && bindings != NULL)
         rc = replace_bindings(ctx, req->id, bindings);
     if (rc == 0)
@@ -669,26 +647,15 @@ cleanup:
     return rc;
 }
 
-/* ORDER BY text for a whitelisted sort key; the codec already limited `sort` and `direction` to the enums. */
-static const char *order_by(const char *sort, const char *direction)
-{
-    static const struct {
-        const char *key, *asc, *desc;
-    } orders[] = {
-        {"sort_order", "p.sort_order ASC, p.id ASC", "p.sort_order DESC, p.id ASC"},
-        {"name", "lower(p.name) ASC, p.id ASC", "lower(p.name) DESC, p.id ASC"},
-        {"price", "p.price_cents ASC, p.id ASC", "p.price_cents DESC, p.id ASC"},
-        {"updated", "p.updated_at ASC, p.id ASC", "p.updated_at DESC, p.id ASC"},
-        {"created", "p.created_at ASC, p.id ASC", "p.created_at DESC, p.id ASC"},
-        {"id", "p.id ASC", "p.id DESC"},
-    };
-    int desc = direction != NULL && strcmp(direction, "desc") == 0;
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return desc ? orders[i].desc : orders[i].asc;
-    return desc ? orders[0].desc : orders[0].asc;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t ORDERS[] = {
+    {"sort_order", "p.sort_order ASC, p.id ASC", "p.sort_order DESC, p.id ASC"},
+    {"name", "lower(p.name) ASC, p.id ASC", "lower(p.name) DESC, p.id ASC"},
+    {"price", "p.price_cents ASC, p.id ASC", "p.price_cents DESC, p.id ASC"},
+    {"updated", "p.updated_at ASC, p.id ASC", "p.updated_at DESC, p.id ASC"},
+    {"created", "p.created_at ASC, p.id ASC", "p.created_at DESC, p.id ASC"},
+    {"id", "p.id ASC", "p.id DESC"},
+};
 
 /*
  * Count and read one page of plans matching `filter` (parameters $1..$4:
@@ -704,33 +671,18 @@ static const char *order_by(const char *sort, const char *direction)
 static int list_plans(znp_ctx_t *ctx, const char *const *filter, int64_t page, int64_t per_page, const char *order,
                       int user_view, znp_array_t *items, znp_pagination_t *meta)
 {
-    static const char sql_count[] = "SELECT count(*)" PLAN_FILTER;
-    char limit[24], offset[24];
-    const char *params[6];
-    const char *sql_page;
+    znp_sql_list_t list = {"SELECT count(*)" PLAN_FILTER, NULL, filter, 4, page, per_page};
     PGresult *res = NULL, *options = NULL;
-    int64_t total, *ids = NULL;
+    int64_t *ids = NULL;
     int rows, rc;
 
-    for (int i = 0; i < 4; i++)
-        params[i] = filter[i];
-    params[4] = znp_plans__int(limit, sizeof(limit), per_page);
-    params[5] = znp_plans__int(offset, sizeof(offset), (page - 1) * per_page);
-    sql_page = znp_arena_printf(ctx->arena, "SELECT " PLAN_COLUMNS PLAN_FILTER " ORDER BY %s LIMIT $5 OFFSET $6",
-                                order);
-    if (sql_page == NULL)
+    list.page_sql =
+        znp_arena_printf(ctx->arena, "SELECT " PLAN_COLUMNS PLAN_FILTER " ORDER BY %s LIMIT $5 OFFSET $6", order);
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
 
-    /* count, page and options from one snapshot, so they agree */
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 4, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 6, params, ctx->request_id);
+    /* the options come from the same snapshot as the count and the page */
+    rc = znp_sql_list(&res, meta, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
 
@@ -780,7 +732,6 @@ static int list_plans(znp_ctx_t *ctx, const char *const *filter, int64_t page, i
     if (rc != 0)
         goto cleanup;
     items->count = (size_t)rows;
-    znp_pagination_fill(meta, page, per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);
@@ -800,8 +751,9 @@ int znp_op_list_admin_plans(znp_ctx_t *ctx, const znp_list_admin_plans_request_t
                                                                 : NULL;
     filter[2] = req->has.visible == ZNP_SET ? (req->visible ? "true" : "false") : NULL;
     filter[3] = NULL;
-    return list_plans(ctx, filter, req->page, req->per_page, order_by(req->sort, req->direction), 0, &resp->plans,
-                      &resp->pagination);
+    return list_plans(ctx, filter, req->page, req->per_page,
+                      znp_sql_order(ORDERS, sizeof(ORDERS) / sizeof(ORDERS[0]), req->sort, req->direction, 0), 0,
+                      &resp->plans, &resp->pagination);
 }
 
 int znp_op_list_user_plans(znp_ctx_t *ctx, const znp_list_user_plans_request_t *req,

@@ -206,12 +206,21 @@ static int finish(znp_ctx_t *ctx, int rc)
     return rc;
 }
 
-/* finish() for a write that can change subscription `id`'s download, whose cached files then go. */
-static int finish_changed(znp_ctx_t *ctx, int rc, int64_t id)
+/*
+ * finish() for a write that can change subscription `id`'s download. Its
+ * cached responses are dropped after the commit, so no later download reads
+ * the old row. `others` is set when the write also disabled other
+ * subscriptions of the owner (enforce_single_active), and then every cached
+ * response is dropped.
+ */
+static int finish_changed(znp_ctx_t *ctx, int rc, int64_t id, int others)
 {
     rc = finish(ctx, rc);
     if (rc == 0) {
-        znp_download_cache_forget(id);
+        if (others)
+            znp_download_cache_clear();
+        else
+            znp_download_cache_forget(id);
         znp_uniproxy_invalidate();
     }
     return rc;
@@ -273,9 +282,10 @@ static int begin_locked(znp_ctx_t *ctx, int64_t id, int64_t *owner)
 
 /*
  * Disable the other active subscriptions of the owner when subscription `id`
- * is effective. Adds their ids to `diff` under "disabled_ids".
+ * is effective. Adds their ids to `diff` under "disabled_ids" and sets
+ * *disabled when there were any.
  */
-static int enforce_single_active(znp_ctx_t *ctx, int64_t id, json_t *diff)
+static int enforce_single_active(znp_ctx_t *ctx, int64_t id, json_t *diff, int *disabled)
 {
     static const char sql[] =
         "UPDATE subscriptions o SET status = 2, updated_at = now() FROM subscriptions s"
@@ -290,6 +300,7 @@ static int enforce_single_active(znp_ctx_t *ctx, int64_t id, json_t *diff)
     if (rc != 0)
         return rc;
     if (PQntuples(res) > 0) {
+        *disabled = 1;
         ids = json_array();
         for (int i = 0; ids != NULL && i < PQntuples(res); i++)
             json_array_append_new(ids, json_integer(znp_sql_int64(res, i, 0)));
@@ -338,6 +349,7 @@ int znp_op_create_admin_subscription(znp_ctx_t *ctx, const znp_create_admin_subs
     const char *params[12] = {0};
     const char *name = NULL, *plan_name = NULL;
     int64_t total_bytes, id;
+    int others = 0;
     PGresult *res = NULL;
     json_t *diff = NULL;
     int rc;
@@ -406,7 +418,7 @@ int znp_op_create_admin_subscription(znp_ctx_t *ctx, const znp_create_admin_subs
         rc = ZNP_E_INTERNAL;
         goto cleanup;
     }
-    rc = enforce_single_active(ctx, id, diff);
+    rc = enforce_single_active(ctx, id, diff, &others);
     if (rc == 0)
         rc = audit(ctx, "admin.subscription.create", id, diff);
     if (rc == 0)
@@ -419,6 +431,9 @@ cleanup:
     rc = finish(ctx, rc);
     if (rc == 0)
         znp_uniproxy_invalidate();
+    /* the other subscriptions it disabled may have cached responses */
+    if (rc == 0 && others)
+        znp_download_cache_clear();
     return rc;
 }
 
@@ -461,7 +476,7 @@ int znp_op_update_admin_subscription(znp_ctx_t *ctx, const znp_update_admin_subs
     PGresult *res = NULL;
     json_t *diff = NULL, *changed;
     int64_t owner;
-    int rc;
+    int others = 0, rc;
 
     params[0] = int_text(id, sizeof(id), req->id);
     if (body->has.name == ZNP_SET) {
@@ -518,14 +533,14 @@ int znp_op_update_admin_subscription(znp_ctx_t *ctx, const znp_update_admin_subs
     if (rc == 0 && (params[10] != NULL || params[11] != NULL))
         rc = check_traffic(ctx, znp_sql_int64(res, 0, 0), znp_sql_int64(res, 0, 1));
     if (rc == 0)
-        rc = enforce_single_active(ctx, req->id, diff);
+        rc = enforce_single_active(ctx, req->id, diff, &others);
     if (rc == 0)
         rc = audit(ctx, "admin.subscription.update", req->id, diff);
     if (rc == 0)
         rc = load(ctx, req->id, &resp->subscription);
     json_decref(diff);
     PQclear(res);
-    return finish_changed(ctx, rc, req->id);
+    return finish_changed(ctx, rc, req->id, others);
 }
 
 int znp_op_disable_admin_subscription(znp_ctx_t *ctx, const znp_disable_admin_subscription_request_t *req,
@@ -548,7 +563,7 @@ int znp_op_disable_admin_subscription(znp_ctx_t *ctx, const znp_disable_admin_su
     if (rc == 0)
         rc = load(ctx, req->id, &resp->subscription);
     json_decref(diff);
-    return finish_changed(ctx, rc, req->id);
+    return finish_changed(ctx, rc, req->id, 0);
 }
 
 int znp_op_extend_admin_subscription(znp_ctx_t *ctx, const znp_extend_admin_subscription_request_t *req,
@@ -571,7 +586,7 @@ int znp_op_extend_admin_subscription(znp_ctx_t *ctx, const znp_extend_admin_subs
     PGresult *res = NULL;
     json_t *diff = NULL;
     int64_t owner, before;
-    int rc;
+    int others = 0, rc;
 
     if (body->has.expires_at != ZNP_SET &&
         body->extend_years + body->extend_months + body->extend_days + body->extend_hours == 0)
@@ -604,7 +619,7 @@ int znp_op_extend_admin_subscription(znp_ctx_t *ctx, const znp_extend_admin_subs
         rc = ZNP_E_INTERNAL;
         goto cleanup;
     }
-    rc = enforce_single_active(ctx, req->id, diff);
+    rc = enforce_single_active(ctx, req->id, diff, &others);
     if (rc == 0)
         rc = audit(ctx, "admin.subscription.extend", req->id, diff);
     if (rc == 0)
@@ -613,7 +628,7 @@ int znp_op_extend_admin_subscription(znp_ctx_t *ctx, const znp_extend_admin_subs
 cleanup:
     json_decref(diff);
     PQclear(res);
-    return finish_changed(ctx, rc, req->id);
+    return finish_changed(ctx, rc, req->id, others);
 }
 
 int znp_op_reset_admin_subscription_token(znp_ctx_t *ctx, const znp_reset_admin_subscription_token_request_t *req,
@@ -634,26 +649,21 @@ int znp_op_reset_admin_subscription_token(znp_ctx_t *ctx, const znp_reset_admin_
         rc = audit(ctx, "admin.subscription.token_reset", req->id, NULL);
     if (rc == 0)
         rc = load(ctx, req->id, &resp->subscription);
-    return finish(ctx, rc);
+    /* the old token must stop working on this instance before the response is sent */
+    return finish_changed(ctx, rc, req->id, 0);
 }
 
 /* ---- the signed-in user's side ---- */
 
-/* the column for a whitelisted sort key; the codec already limited `sort` to the enum */
-static const char *user_sort_column(const char *sort)
-{
-    static const struct {
-        const char *key, *column;
-    } orders[] = {
-        {"updated_at", "s.updated_at"}, {"created_at", "s.created_at"}, {"name", "lower(s.name)"},
-        {"plan_name", "lower(s.plan_name)"}, {"status", "s.status"}, {"expires_at", "s.expires_at"},
-    };
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return orders[i].column;
-    return orders[0].column;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t USER_ORDERS[] = {
+    {"updated_at", "s.updated_at ASC NULLS LAST, s.id ASC", "s.updated_at DESC NULLS LAST, s.id DESC"},
+    {"created_at", "s.created_at ASC NULLS LAST, s.id ASC", "s.created_at DESC NULLS LAST, s.id DESC"},
+    {"name", "lower(s.name) ASC NULLS LAST, s.id ASC", "lower(s.name) DESC NULLS LAST, s.id DESC"},
+    {"plan_name", "lower(s.plan_name) ASC NULLS LAST, s.id ASC", "lower(s.plan_name) DESC NULLS LAST, s.id DESC"},
+    {"status", "s.status ASC NULLS LAST, s.id ASC", "s.status DESC NULLS LAST, s.id DESC"},
+    {"expires_at", "s.expires_at ASC NULLS LAST, s.id ASC", "s.expires_at DESC NULLS LAST, s.id DESC"},
+};
 
 #define USER_FILTER                                                                                                    \
     " WHERE s.user_id = $1 AND s.status <> 2"                                                                          \
@@ -663,38 +673,26 @@ static const char *user_sort_column(const char *sort)
 int znp_op_list_user_subscriptions(znp_ctx_t *ctx, const znp_list_user_subscriptions_request_t *req,
                                    znp_list_user_subscriptions_response_t *resp)
 {
-    static const char sql_count[] = "SELECT count(*) FROM subscriptions s" USER_FILTER;
-    char user[24], status[24], limit[24], offset[24];
-    const char *params[5], *column, *sql_page;
-    int asc = req->direction != NULL && strcmp(req->direction, "asc") == 0;
+    char user[24], status[24];
+    const char *filter[3];
+    znp_sql_list_t list = {
+        "SELECT count(*) FROM subscriptions s" USER_FILTER, NULL, filter, 3, req->page, req->per_page};
     znp_user_subscription_t *items = NULL;
     znp_site_snapshot_t site;
     PGresult *res = NULL;
-    int64_t total;
     int rows, rc;
 
-    column = user_sort_column(req->sort);
-    params[0] = int_text(user, sizeof(user), ctx->caller.user_id);
-    params[1] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[2] = req->has.status == ZNP_SET && req->status != 0 ? int_text(status, sizeof(status), req->status) : NULL;
-    params[3] = int_text(limit, sizeof(limit), req->per_page);
-    params[4] = int_text(offset, sizeof(offset), (req->page - 1) * req->per_page);
-    sql_page = znp_arena_printf(ctx->arena, "SELECT " SUB_COLUMNS USER_FILTER
-                                " ORDER BY %s %s NULLS LAST, s.id %s LIMIT $4 OFFSET $5",
-                                column, asc ? "ASC" : "DESC", asc ? "ASC" : "DESC");
-    if (sql_page == NULL)
+    filter[0] = int_text(user, sizeof(user), ctx->caller.user_id);
+    filter[1] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[2] = req->has.status == ZNP_SET && req->status != 0 ? int_text(status, sizeof(status), req->status) : NULL;
+    list.page_sql = znp_arena_printf(
+        ctx->arena, "SELECT " SUB_COLUMNS USER_FILTER " ORDER BY %s LIMIT $4 OFFSET $5",
+        znp_sql_order(USER_ORDERS, sizeof(USER_ORDERS) / sizeof(USER_ORDERS[0]), req->sort, req->direction, 1));
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
     znp_site_cache_get(&site);
 
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 3, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 5, params, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     rows = PQntuples(res);
@@ -706,7 +704,6 @@ int znp_op_list_user_subscriptions(znp_ctx_t *ctx, const znp_list_user_subscript
         goto cleanup;
     resp->subscriptions.count = (size_t)rows;
     resp->subscriptions.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);
@@ -747,7 +744,7 @@ int znp_op_reset_user_subscription_token(znp_ctx_t *ctx, const znp_reset_user_su
         rc = fill_user(ctx, res, 0, &site, &resp->subscription);
     }
     PQclear(res);
-    return finish(ctx, rc);
+    return finish_changed(ctx, rc, req->id, 0);
 }
 
 int znp_op_switch_user_subscription_template(znp_ctx_t *ctx, const znp_switch_user_subscription_template_request_t *req,
@@ -797,7 +794,7 @@ int znp_op_switch_user_subscription_template(znp_ctx_t *ctx, const znp_switch_us
     }
     PQclear(res);
     json_decref(diff);
-    return finish_changed(ctx, rc, req->id);
+    return finish_changed(ctx, rc, req->id, 0);
 }
 
 int znp_op_list_admin_subscriptions(znp_ctx_t *ctx, const znp_list_admin_subscriptions_request_t *req,
@@ -807,32 +804,25 @@ int znp_op_list_admin_subscriptions(znp_ctx_t *ctx, const znp_list_admin_subscri
     " WHERE ($1::text IS NULL OR strpos(lower(s.name), lower($1)) > 0 OR strpos(lower(s.plan_name), lower($1)) > 0)"  \
     " AND ($2::smallint IS NULL OR s.status = $2::smallint) AND ($3::bigint IS NULL OR s.user_id = $3::bigint)"         \
     " AND ($4::bigint IS NULL OR s.plan_id = $4::bigint)"
-    static const char sql_count[] = "SELECT count(*) FROM subscriptions s" ADMIN_FILTER;
-    static const char sql_page[] = "SELECT " SUB_COLUMNS ADMIN_FILTER
-                                   " ORDER BY s.updated_at DESC, s.id DESC LIMIT $5 OFFSET $6";
-    char status[24], user[24], plan[24], limit[24], offset[24];
-    const char *params[6];
+    char status[24], user[24], plan[24];
+    const char *filter[4];
+    znp_sql_list_t list = {"SELECT count(*) FROM subscriptions s" ADMIN_FILTER,
+                           "SELECT " SUB_COLUMNS ADMIN_FILTER
+                           " ORDER BY s.updated_at DESC, s.id DESC LIMIT $5 OFFSET $6",
+                           filter,
+                           4,
+                           req->page,
+                           req->per_page};
     znp_admin_subscription_t *items = NULL;
     PGresult *res = NULL;
-    int64_t total;
     int rows, rc;
 
-    params[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[1] = req->has.status == ZNP_SET && req->status != 0 ? int_text(status, sizeof(status), req->status) : NULL;
-    params[2] = req->has.user_id == ZNP_SET ? int_text(user, sizeof(user), req->user_id) : NULL;
-    params[3] = req->has.plan_id == ZNP_SET ? int_text(plan, sizeof(plan), req->plan_id) : NULL;
-    params[4] = int_text(limit, sizeof(limit), req->per_page);
-    params[5] = int_text(offset, sizeof(offset), (req->page - 1) * req->per_page);
+    filter[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[1] = req->has.status == ZNP_SET && req->status != 0 ? int_text(status, sizeof(status), req->status) : NULL;
+    filter[2] = req->has.user_id == ZNP_SET ? int_text(user, sizeof(user), req->user_id) : NULL;
+    filter[3] = req->has.plan_id == ZNP_SET ? int_text(plan, sizeof(plan), req->plan_id) : NULL;
 
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 4, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 6, params, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     rows = PQntuples(res);
@@ -844,7 +834,6 @@ int znp_op_list_admin_subscriptions(znp_ctx_t *ctx, const znp_list_admin_subscri
         goto cleanup;
     resp->subscriptions.count = (size_t)rows;
     resp->subscriptions.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

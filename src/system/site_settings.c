@@ -13,6 +13,7 @@
 #include "auth/text.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "download/download.h"
 #include "system/settings.h"
 #include "system/site.h"
 
@@ -194,6 +195,8 @@ int znp_op_update_site_settings(znp_ctx_t *ctx, const znp_update_site_settings_r
 
     /* refresh this instance's copy (others follow through NOTIFY) and build the response */
     znp_site_cache_set(&site);
+    /* the site name is in every subscription file's headers and the browser page */
+    znp_download_cache_clear();
     ZNP_INFO(LOG_TAG, ctx->request_id, "site settings updated user=%lld", (long long)ctx->caller.user_id);
     rc = fill_response(ctx, &site, resp);
 

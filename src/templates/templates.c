@@ -19,6 +19,7 @@
 #include "audit/audit.h"
 #include "auth/sql.h"
 #include "core/log.h"
+#include "download/download.h"
 #include "formats/formats.h"
 #include "operations.gen.h"
 #include "template/template.h"
@@ -41,12 +42,15 @@ static const char *int_text(char *buf, size_t size, int64_t v)
     return buf;
 }
 
+/* Commit or roll back a template write. A committed one can change which content downloads render. */
 static int finish(znp_ctx_t *ctx, int rc)
 {
     if (rc == 0)
         rc = znp_sql_commit(ctx->db, ctx->request_id);
     if (rc != 0)
         znp_sql_rollback(ctx->db, ctx->request_id);
+    else
+        znp_download_cache_clear();
     return rc;
 }
 
@@ -253,36 +257,10 @@ static int variables_text(znp_ctx_t *ctx, json_t *in, const char **out)
     return *out != NULL ? 0 : ZNP_E_INTERNAL;
 }
 
-/* Run a statement that may break the name's unique index; that case is ZNP_E_TEMPLATE_NAME_TAKEN. */
-static int exec_named(znp_ctx_t *ctx, PGresult **out, const char *sql, int count, const char *const *params)
-{
-    PGresult *res = PQexecParams(ctx->db, sql, count, NULL, params, NULL, NULL, 0);
-    ExecStatusType status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    const char *state, *constraint;
-
-    *out = NULL;
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-        *out = res;
-        return 0;
-    }
-    state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    constraint = res != NULL ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
-    if (state != NULL && strcmp(state, "23505") == 0 && constraint != NULL &&
-        strcmp(constraint, "subscription_templates_name_key") == 0) {
-        PQclear(res);
-        return znp_error_set(ctx->err, ZNP_E_TEMPLATE_NAME_TAKEN, "$.name",
-                             "another template of this client type uses this name");
-    }
-    if (PQstatus(ctx->db) != CONNECTION_OK) {
-        ZNP_ERROR(LOG_TAG, ctx->request_id, "database connection lost: %s", PQerrorMessage(ctx->db));
-        PQclear(res);
-        return ZNP_E_DATABASE_UNAVAILABLE;
-    }
-    ZNP_ERROR(LOG_TAG, ctx->request_id, "statement failed: sqlstate=%s %s", state != NULL ? state : "none",
-              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(ctx->db));
-    PQclear(res);
-    return ZNP_E_INTERNAL;
-}
+/* A statement that breaks the unique index on (client_type, lower(name)), not the one on the default. */
+static const znp_sql_unique_t NAME_TAKEN = {ZNP_E_TEMPLATE_NAME_TAKEN, "$.name",
+                                            "another template of this client type uses this name",
+                                            "subscription_templates_name_key", 0};
 
 /*
  * Make template `id` the only default of `client_type`, inside the open
@@ -365,7 +343,7 @@ int znp_op_create_admin_subscription_template(znp_ctx_t *ctx,
         return rc;
     if (body->is_default && (rc = lock_default(ctx, client_type)) != 0)
         goto cleanup;
-    rc = exec_named(ctx, &res, sql, 6, params);
+    rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 6, params, &NAME_TAKEN, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     id = znp_sql_int64(res, 0, 0);
@@ -476,7 +454,7 @@ int znp_op_update_admin_subscription_template(znp_ctx_t *ctx,
         goto done;
     PQclear(res);
     res = NULL;
-    rc = exec_named(ctx, &res, sql, 7, params);
+    rc = znp_sql_exec_unique(&res, ctx->err, ctx->db, sql, 7, params, &NAME_TAKEN, ctx->request_id);
     if (rc == 0 && client_type != NULL)
         rc = make_default(ctx, req->id, client_type);
     if (rc == 0)
@@ -692,59 +670,35 @@ cleanup:
     " OR strpos(lower(t.description), lower($1)) > 0) AND ($2::text IS NULL OR t.client_type = lower($2))"             \
     " AND ($3::boolean OR t.version > 0) AND ($4::text IS NULL OR t.format = lower($4))"
 
-/* ORDER BY text for a sort key; the codec already limited `sort` and `direction` to their enums. */
-static const char *order_by(const char *sort, const char *direction)
-{
-    static const struct {
-        const char *key, *asc, *desc;
-    } orders[] = {
-        {"updated_at", "t.updated_at ASC, t.id ASC", "t.updated_at DESC, t.id DESC"},
-        {"created_at", "t.created_at ASC, t.id ASC", "t.created_at DESC, t.id DESC"},
-        {"name", "lower(t.name) ASC, t.id ASC", "lower(t.name) DESC, t.id DESC"},
-        {"client_type", "t.client_type ASC, t.id ASC", "t.client_type DESC, t.id DESC"},
-        {"version", "t.version ASC, t.id ASC", "t.version DESC, t.id DESC"},
-    };
-    int asc = direction != NULL && strcmp(direction, "asc") == 0;
-
-    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
-        if (sort != NULL && strcmp(sort, orders[i].key) == 0)
-            return asc ? orders[i].asc : orders[i].desc;
-    return asc ? orders[0].asc : orders[0].desc;
-}
+/* ORDER BY text of each sort key. The codec already limits `sort` and `direction` to their enums. */
+static const znp_sql_order_t ORDERS[] = {
+    {"updated_at", "t.updated_at ASC, t.id ASC", "t.updated_at DESC, t.id DESC"},
+    {"created_at", "t.created_at ASC, t.id ASC", "t.created_at DESC, t.id DESC"},
+    {"name", "lower(t.name) ASC, t.id ASC", "lower(t.name) DESC, t.id DESC"},
+    {"client_type", "t.client_type ASC, t.id ASC", "t.client_type DESC, t.id DESC"},
+    {"version", "t.version ASC, t.id ASC", "t.version DESC, t.id DESC"},
+};
 
 int znp_op_list_admin_subscription_templates(znp_ctx_t *ctx, const znp_list_admin_subscription_templates_request_t *req,
                                              znp_list_admin_subscription_templates_response_t *resp)
 {
-    static const char sql_count[] = "SELECT count(*)" TEMPLATE_FILTER;
-    char limit[24], offset[24];
-    const char *params[6], *sql_page;
+    const char *filter[4];
+    znp_sql_list_t list = {"SELECT count(*)" TEMPLATE_FILTER, NULL, filter, 4, req->page, req->per_page};
     znp_subscription_template_t *items = NULL;
     PGresult *res = NULL;
-    int64_t total;
     int rows, rc;
 
-    params[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
-    params[1] = req->has.client_type == ZNP_SET && req->client_type[0] != '\0' ? req->client_type : NULL;
-    params[2] = req->include_drafts ? "true" : "false";
-    params[3] = req->has.format == ZNP_SET && req->format[0] != '\0' ? req->format : NULL;
-    params[4] = int_text(limit, sizeof(limit), req->per_page);
-    params[5] = int_text(offset, sizeof(offset), (req->page - 1) * req->per_page);
-    sql_page =
+    filter[0] = req->has.q == ZNP_SET && req->q[0] != '\0' ? req->q : NULL;
+    filter[1] = req->has.client_type == ZNP_SET && req->client_type[0] != '\0' ? req->client_type : NULL;
+    filter[2] = req->include_drafts ? "true" : "false";
+    filter[3] = req->has.format == ZNP_SET && req->format[0] != '\0' ? req->format : NULL;
+    list.page_sql =
         znp_arena_printf(ctx->arena, "SELECT " TEMPLATE_COLUMNS TEMPLATE_FILTER " ORDER BY %s LIMIT $5 OFFSET $6",
-                         order_by(req->sort, req->direction));
-    if (sql_page == NULL)
+                         znp_sql_order(ORDERS, sizeof(ORDERS) / sizeof(ORDERS[0]), req->sort, req->direction, 1));
+    if (list.page_sql == NULL)
         return ZNP_E_INTERNAL;
 
-    /* count and page from one snapshot, so they agree */
-    rc = znp_sql_exec(NULL, ctx->db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, ctx->request_id);
-    if (rc != 0)
-        return rc;
-    rc = znp_sql_exec(&res, ctx->db, sql_count, 4, params, ctx->request_id);
-    if (rc != 0)
-        goto cleanup;
-    total = znp_sql_int64(res, 0, 0);
-    PQclear(res);
-    rc = znp_sql_exec(&res, ctx->db, sql_page, 6, params, ctx->request_id);
+    rc = znp_sql_list(&res, &resp->pagination, ctx->db, &list, ctx->request_id);
     if (rc != 0)
         goto cleanup;
     rows = PQntuples(res);
@@ -758,7 +712,6 @@ int znp_op_list_admin_subscription_templates(znp_ctx_t *ctx, const znp_list_admi
         goto cleanup;
     resp->templates.count = (size_t)rows;
     resp->templates.items = items;
-    znp_pagination_fill(&resp->pagination, req->page, req->per_page, total);
 
 cleanup:
     znp_sql_rollback(ctx->db, ctx->request_id);

@@ -12,6 +12,7 @@
 
 #include "auth/sql.h"
 #include "core/log.h"
+#include "download/download.h"
 #include "errors.gen.h"
 #include "operations.gen.h"
 #include "traffic/internal.h"
@@ -174,8 +175,9 @@ int znp_op_kernel_node_event(znp_ctx_t *ctx, const znp_kernel_node_event_request
     if (znp_sql_int64(res, 0, 1) != resp->health_status) {
         ZNP_INFO(TRAFFIC_LOG_TAG, ctx->request_id, "binding health changed: binding_id=%" PRId64 " from=%" PRId64
                  " to=%" PRId64, resp->binding_id, znp_sql_int64(res, 0, 1), resp->health_status);
-        /* the user node view and node user lists show only healthy or degraded bindings */
+        /* the user node view, node user lists and subscription files show only healthy or degraded bindings */
         znp_uniproxy_invalidate();
+        znp_download_cache_clear();
     }
 
 cleanup:

@@ -238,6 +238,8 @@ class BindingCrudTest(unittest.TestCase):
         self.assertEqual(res.status, 201, res)
         res = call("PATCH", "%s/%d" % (BINDINGS, res.json()["binding"]["id"]), {"node_id": node["id"]})
         self.assertEqual(res.status, 409, res)
+        self.assertEqual(res.json()["error"], "binding_kernel_id_taken", res)
+        self.assertEqual([d["field"] for d in res.json()["details"]], ["$.kernel_id"], res)
         res = call("PATCH", "%s/%d" % (BINDINGS, taken["id"]), {"health_status": 0})
         self.assertEqual(res.status, 400, res)
         res = call("PATCH", "%s/%d" % (BINDINGS, taken["id"]), {"role": None})

@@ -360,23 +360,29 @@ class TemplateDownloadTest(unittest.TestCase):
         self.assertNotIn("Download clash", text)
         self.assertIn("Subscription disabled", text)
 
-    def test_cached_file_is_dropped_by_notify(self):
+    def test_cached_response_lags_only_in_traffic(self):
         sub = new_subscription()
         self.assertIn("# name %s\n" % sub["name"], download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
         # the first download created the user's credential, whose notification empties the cache; let it arrive
         time.sleep(harness.scaled(0.5))
-        self.assertIn("# name %s\n" % sub["name"], download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
-        # a write without a notification is not seen within the TTL: the file comes from the cache
+        self.assertIn("download=0;", download(sub["token"], self.CLASH_UA).header("subscription-userinfo"))
+        # counting traffic below the quota sends no notification: the cached response keeps the old figure
+        # (download.cache_ttl_s at most)
+        psql("UPDATE subscriptions SET traffic_used_bytes = 1234 WHERE id = %d" % sub["id"])
+        self.assertIn("download=0;", download(sub["token"], self.CLASH_UA).header("subscription-userinfo"))
+        # a rename, even one made without the API, notifies through the trigger of migration 0019
         psql("UPDATE subscriptions SET name = 'Renamed quietly' WHERE id = %d" % sub["id"])
-        self.assertNotIn("Renamed quietly", download(sub["token"], self.CLASH_UA).body.decode("utf-8"))
+        res = harness.wait_until(lambda: (lambda r: r if "# name Renamed quietly\n" in r.body.decode("utf-8") else None)(
+            download(sub["token"], self.CLASH_UA)), timeout=5, interval=0.05)
+        self.assertIsNotNone(res)
+        self.assertIn("download=1234;", res.header("subscription-userinfo"))
+        # a bare NOTIFY with the id drops the cached response too
+        psql("UPDATE subscriptions SET traffic_used_bytes = 777 WHERE id = %d" % sub["id"])
+        self.assertIn("download=1234;", download(sub["token"], self.CLASH_UA).header("subscription-userinfo"))
         psql("NOTIFY znp_subscriptions, '%d'" % sub["id"])
-        deadline = time.monotonic() + 5
-        while True:
-            text = download(sub["token"], self.CLASH_UA).body.decode("utf-8")
-            if "# name Renamed quietly\n" in text or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        self.assertIn("# name Renamed quietly\n", text)
+        res = harness.wait_until(lambda: (lambda r: r if "download=777;" in r.header("subscription-userinfo") else None)(
+            download(sub["token"], self.CLASH_UA)), timeout=5, interval=0.05)
+        self.assertIsNotNone(res)
 
     def test_context_has_every_sample_key(self):
         # each key the publish check's sample data has outside the node list

@@ -5,9 +5,12 @@ master key, as two instances of one deployment do. Nodes, bindings and
 entries are written with psql (the admin API for them is tested in
 test_bindings.py), except the cross-instance case, which changes an entry
 through A's admin API and reads it through B. A write that neither instance
-made reaches their caches through NOTIFY znp_eligibility, so those checks
-poll for a few seconds. Node rows have no notification and are checked
-without waiting. Also covers the user node view GET /api/v1/user/nodes.
+made reaches their caches through NOTIFY, so those checks poll for a few
+seconds. Entry and binding rows notify on znp_eligibility, and node rows on
+znp_subscriptions (migration 0019). WarmResponses checks
+that a repeated download runs no query and that every kind of write drops
+the cached response on both instances. Also covers the user node view GET
+/api/v1/user/nodes.
 Run alone: /usr/bin/python3 tests/integration/run.py test_download_entries
 """
 
@@ -15,6 +18,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import time
 import unittest
 import urllib.parse
 
@@ -154,11 +159,12 @@ def new_user(with_subscription=True):
     return email, res.json()["subscription"]
 
 
-def download(token, user_agent=None, query="", headers=None, server=None):
+def download(token, user_agent=None, query="", headers=None, server=None, timeout=10.0):
     all_headers = dict(headers or {})
     if user_agent is not None:
         all_headers["User-Agent"] = user_agent
-    return (server or first).request("GET", "/api/v1/subscriptions/%s%s" % (token, query), headers=all_headers)
+    return (server or first).request("GET", "/api/v1/subscriptions/%s%s" % (token, query), headers=all_headers,
+                                     timeout=timeout)
 
 
 def names_in(res):
@@ -294,10 +300,16 @@ class Reachability(unittest.TestCase):
                 if not present:
                     self.assertEqual(len(self.served(sub["token"])), len(SERVED) - 1)
 
+        # a node's status reaches both caches through the NOTIFY of migration 0019; a new token, since the
+        # polling above may have used up much of the first one's 30 downloads a minute
+        _, sub = new_user()
         for status, present in [(3, False), (4, False), (2, True), (1, True)]:
             with self.subTest(node_status=status):
+                self.served(sub["token"], second)
                 psql("UPDATE nodes SET status = %d, updated_at = now() WHERE id = %d" % (status, node))
-                self.assertEqual(len(self.served(sub["token"], second)), len(SERVED) if present else 0)
+                expected = len(SERVED) if present else 0
+                self.assertTrue(harness.wait_until(
+                    lambda: len(self.served(sub["token"], second)) == expected, timeout=5, interval=0.1))
 
 
 class ConditionalAndBlocked(unittest.TestCase):
@@ -362,6 +374,190 @@ class CrossInstance(unittest.TestCase):
         finally:
             psql("UPDATE protocol_entries SET name = %s, updated_at = now() WHERE id = %d"
                  % (sql_text(NAMES["hy2"]), eid))
+
+
+class WarmResponses(unittest.TestCase):
+    """A repeated download is served from memory, and each kind of write drops that response everywhere.
+
+    Each case caches the response on both instances, writes through A's API, then
+    expects A's very next download to be fresh and B's to follow within a few
+    seconds (the NOTIFY). A Stash template that is not a default shows the
+    subscription, template and entry names, so most writes are visible in the
+    body. The NOTIFY usually reaches A before the test's next request too, so
+    A's check proves that A is never stale, not which of the two drops came
+    first.
+    """
+
+    CONTENT = ("T={{.template.name}} v{{.template.version}} name={{.subscription.name}}\n"
+               "{{range .nodes}}{{.name}};{{end}}\n")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.templates = []
+        for name in ("Warm one", "Warm two"):
+            res = admin_call("POST", "/api/v1/admin/subscription-templates",
+                             {"name": "%s %d" % (name, os.getpid()), "client_type": "stash", "content": cls.CONTENT})
+            if res.status != 201:
+                raise AssertionError("create template failed: %r" % res)
+            tid = res.json()["template"]["id"]
+            if admin_call("POST", "/api/v1/admin/subscription-templates/%d/publish" % tid, {}).status != 200:
+                raise AssertionError("publish failed")
+            cls.templates.append(tid)
+
+    def templated_user(self):
+        email, sub = new_user()
+        res = admin_call("PATCH", "/api/v1/admin/subscriptions/%d" % sub["id"],
+                         {"template_id": self.templates[0], "available_template_ids": self.templates})
+        self.assertEqual(res.status, 200, res)
+        return email, sub
+
+    def warm(self, token):
+        """Download twice on each instance, so the second response came from the cache; return A's response."""
+        for server in (second, first):
+            for _ in range(2):
+                res = download(token, "Stash/2.4", server=server)
+                self.assertEqual(res.status, 200, res)
+        return res
+
+    def expect_fresh(self, token, fresh):
+        res = download(token, "Stash/2.4")
+        self.assertTrue(fresh(res), (res, res.body[:300]))
+        res = harness.wait_until(lambda: (lambda r: r if fresh(r) else None)(download(token, "Stash/2.4", server=second)),
+                                 timeout=5, interval=0.05)
+        self.assertIsNotNone(res, "instance B kept the old response")
+
+    def test_each_write_drops_cached_responses(self):
+        tmpl = "/api/v1/admin/subscription-templates/%d"
+        plan = "/api/v1/admin/plans/%d" % _state["plan"]
+        trojan, entry = _state["bindings"]["trojan"], _state["entries"]["hy2"]
+        all_bindings = sorted(_state["bindings"].values())
+
+        def body(res):
+            return res.body.decode("utf-8")
+
+        def switch_template(email, sub):
+            res = first.request("POST", "/api/v1/user/subscriptions/%d/template" % sub["id"],
+                                {"template_id": self.templates[1]},
+                                headers={"Authorization": "Bearer " + first.access_token(email, PASSWORD)})
+            self.assertEqual(res.status, 200, res)
+
+        cases = [
+            ("disable", lambda email, sub: admin_call("POST", "/api/v1/admin/subscriptions/%d/disable" % sub["id"], {}),
+             lambda sub: lambda r: "Subscription disabled" in body(r), None),
+            ("rename", lambda email, sub: admin_call("PATCH", "/api/v1/admin/subscriptions/%d" % sub["id"],
+                                                     {"name": "Warm renamed"}),
+             lambda sub: lambda r: "name=Warm renamed\n" in body(r), None),
+            ("template switch", switch_template,
+             lambda sub: lambda r: "T=Warm two" in body(r), None),
+            ("plan link", lambda email, sub: admin_call("PATCH", plan, {"binding_ids": [b for b in all_bindings
+                                                                                     if b != trojan]}),
+             lambda sub: lambda r: NAMES["trojan"] not in body(r) and NAMES["vmess"] in body(r),
+             lambda: admin_call("PATCH", plan, {"binding_ids": all_bindings})),
+            ("entry", lambda email, sub: admin_call("PATCH", "/api/v1/admin/protocol-entries/%d" % entry,
+                                                    {"name": "Hysteria2 warm"}),
+             lambda sub: lambda r: "Hysteria2 warm;" in body(r),
+             lambda: admin_call("PATCH", "/api/v1/admin/protocol-entries/%d" % entry, {"name": NAMES["hy2"]})),
+            ("node disabled", lambda email, sub: admin_call("POST", "/api/v1/admin/nodes/%d/disable" % _state["node"],
+                                                            {}),
+             lambda sub: lambda r: NAMES["vmess"] not in body(r) and "T=Warm one" in body(r),
+             lambda: psql("UPDATE nodes SET status = 1 WHERE id = %d" % _state["node"])),
+            ("template publish", lambda email, sub: (
+                admin_call("PATCH", tmpl % self.templates[0], {"content": "republished\n" + self.CONTENT}),
+                admin_call("POST", (tmpl + "/publish") % self.templates[0], {})),
+             lambda sub: lambda r: body(r).startswith("republished\n"), None),
+            ("site settings", lambda email, sub: admin_call("PATCH", "/api/v1/admin/site-settings",
+                                                            {"name": "Warm Site"}),
+             lambda sub: lambda r: '"Warm Site"' in (r.header("content-disposition") or ""),
+             lambda: admin_call("PATCH", "/api/v1/admin/site-settings", {"name": "Entries 节点"})),
+        ]
+        for name, write, fresh, undo in cases:
+            with self.subTest(write=name):
+                email, sub = self.templated_user()
+                before = self.warm(sub["token"])
+                self.assertFalse(fresh(sub)(before), body(before)[:300])
+                try:
+                    res = write(email, sub)
+                    if not isinstance(res, tuple):
+                        res = (res,)
+                    for one in res:
+                        if one is not None:
+                            self.assertIn(one.status, (200, 204), one)
+                    self.expect_fresh(sub["token"], fresh(sub))
+                finally:
+                    if undo is not None:
+                        undo()
+
+    def test_reset_token_stops_working_at_once(self):
+        _, sub = new_user()
+        self.warm(sub["token"])
+        res = admin_call("POST", "/api/v1/admin/subscriptions/%d/reset-token" % sub["id"], {})
+        self.assertEqual(res.status, 200, res)
+        new_token = res.json()["subscription"]["token"]
+        self.assertNotEqual(new_token, sub["token"])
+        self.assertEqual(download(sub["token"], "Stash/2.4").status, 404)
+        self.assertTrue(harness.wait_until(lambda: download(sub["token"], "Stash/2.4", server=second).status == 404,
+                                           timeout=5, interval=0.02))
+        for server in (first, second):
+            self.assertEqual(download(new_token, "Stash/2.4", server=server).status, 200)
+
+    def test_expiry_shows_notice_without_write(self):
+        _, sub = new_user()
+        psql("UPDATE subscriptions SET expires_at = now() + interval '%.1f seconds' WHERE id = %d"
+             % (harness.scaled(1.5), sub["id"]))
+        deadline = float(psql("SELECT extract(epoch FROM expires_at) FROM subscriptions WHERE id = %d" % sub["id"]))
+        time.sleep(harness.scaled(0.3))  # the NOTIFY of the UPDATE above, before the responses are cached
+        for server in (first, second):
+            for _ in range(2):
+                self.assertEqual(len(names_in(download(sub["token"], V2RAYN, server=server))), len(SERVED))
+        time.sleep(max(0.0, deadline - time.time()) + 0.2)
+        for server in (first, second):
+            names = names_in(download(sub["token"], V2RAYN, server=server))
+            self.assertEqual(len(names), 1, names)
+            self.assertIn("expired", names[0].lower())
+
+    def test_cached_response_runs_no_query(self):
+        """While a transaction holds an exclusive lock on subscriptions, any query that reads the table waits.
+
+        A cached response still comes back at once on both instances, with the
+        same ETag and over the same route; a token that was never downloaded
+        (its first download must read the table) does not.
+        """
+        _, sub = new_user()
+        _, cold = new_user()
+        download(sub["token"], CLASH_META)
+        time.sleep(harness.scaled(0.5))  # the first download made the credential, whose NOTIFY empties the cache
+        etags = {server.name: self.warm_etag(sub["token"], server) for server in (first, second)}
+        cluster = harness.EmbeddedCluster(first.data_dir)
+        # psql runs each statement as it reads it, so the lock is held until COMMIT is written
+        locker = subprocess.Popen(cluster.psql_argv(first.database_name()), stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        locker.stdin.write(b"BEGIN;\nLOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE;\n")
+        locker.stdin.flush()
+        try:
+            self.assertTrue(harness.wait_until(lambda: psql(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'subscriptions'::regclass"
+                " AND mode = 'AccessExclusiveLock' AND granted") == "1", timeout=5, interval=0.05))
+            for server in (first, second):
+                started = time.monotonic()
+                res = download(sub["token"], CLASH_META, server=server)
+                self.assertEqual(res.status, 200, res)
+                self.assertEqual(res.header("etag"), etags[server.name])
+                self.assertLess(time.monotonic() - started, harness.scaled(1.5))
+            # the same request on a token not yet cached needs the table, so it waits for the lock
+            with self.assertRaises(TimeoutError):
+                download(cold["token"], CLASH_META, server=second, timeout=1.0)
+        finally:
+            locker.stdin.write(b"COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(timeout=harness.scaled(30))
+        self.assertEqual(download(cold["token"], CLASH_META).status, 200)
+
+    def warm_etag(self, token, server):
+        res = download(token, CLASH_META, server=server)
+        self.assertEqual(res.status, 200, res)
+        again = download(token, CLASH_META, server=server)
+        self.assertEqual(again.header("etag"), res.header("etag"))
+        return res.header("etag")
 
 
 class EmojiNames(unittest.TestCase):

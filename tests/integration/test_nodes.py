@@ -113,6 +113,7 @@ class NodeCrudTest(unittest.TestCase):
         res = call("POST", NODES, admin(), {"name": node["name"], "control_endpoint": "http://127.0.0.1:1"})
         self.assertEqual(res.status, 409, res)
         self.assertEqual(res.json()["error"], "node_name_taken")
+        self.assertEqual([d["field"] for d in res.json()["details"]], ["$.name"], res)
 
     def test_required_and_invalid_fields(self):
         cases = [

@@ -158,6 +158,8 @@ class CreatePlan(unittest.TestCase):
         other = make_plan(slug=unique("free"))
         res = call("PATCH", "%s/%d" % (PLANS, other["id"]), admin(), {"slug": slug.upper()})
         self.assertEqual(res.status, 409, res)
+        self.assertEqual(res.json()["error"], "plan_slug_taken", res)
+        self.assertEqual([d["field"] for d in res.json()["details"]], ["$.slug"], res)
         self.assertEqual(call("GET", "%s/%d" % (PLANS, other["id"]), admin()).json()["plan"]["slug"], other["slug"])
 
     def test_rejects_bad_values(self):

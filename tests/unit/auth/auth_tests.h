@@ -12,5 +12,6 @@
 int run_jwt_tests(void);
 int run_password_tests(void);
 int run_text_tests(void);
+int run_sql_tests(void);
 
 #endif

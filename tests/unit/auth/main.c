@@ -7,5 +7,6 @@ int main(void)
     failed += run_jwt_tests();
     failed += run_password_tests();
     failed += run_text_tests();
+    failed += run_sql_tests();
     return failed;
 }
