@@ -28,14 +28,16 @@ BUILD_PACKAGES=(
     build-essential cmake pkg-config ca-certificates
     libh2o-evloop-dev libh2o-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
     libpq-dev libjansson-dev libssl-dev libcyaml-dev libyaml-dev libcmocka-dev libargon2-dev
-    libcurl4-openssl-dev python3 python3-jinja2 python3-yaml
+    libcurl4-openssl-dev zlib1g-dev python3 python3-jinja2 python3-yaml
 )
 # postgresql pulls in postgresql-client-15 (psql, pg_dump).
 RUNTIME_PACKAGES=(postgresql curl openssl)
 # python3-aiosmtpd: the SMTP capture server of the mail tests.
-# v2ray: `v2ray -test` checks the client configurations of the golden files.
+# v2ray: `v2ray -test` checks the client configurations of the golden files;
+# v2ray, trojan and shadowsocks-libev are the real servers and clients of
+# scripts/e2e-proxy.sh, which also reads Clash files with python3-yaml.
 TEST_PACKAGES=(nghttp2-client h2o prometheus valgrind util-linux procps python3-aiosmtpd)
-TEST_PACKAGES+=(v2ray)
+TEST_PACKAGES+=(v2ray trojan shadowsocks-libev python3-yaml)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WANT_TEST=0

@@ -4,10 +4,12 @@
 #
 # Usage: scripts/test.sh [STAGE ...] [--no-setup] [--jobs N] [-- MODULE ...]
 #
-# Stages (default: --release --unit --integration --sanitize):
+# Stages (default: --release --unit --integration --e2e --sanitize):
 #   --release      Release build without tests (-O3, as scripts/quickstart.sh builds)
 #   --unit         Debug build with -Werror, then the cmocka unit tests (ctest)
 #   --integration  the Python integration suite against the Debug binary
+#   --e2e          scripts/e2e-proxy.sh against the Debug binary: real v2ray,
+#                  trojan and shadowsocks-libev behind the kernel adapter
 #   --sanitize     ASan+UBSan build; unit tests and the integration suite on it
 #   --valgrind     the integration suite with the server under valgrind memcheck
 #   --all          all of the above
@@ -32,19 +34,20 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 RESULTS_DIR=$(mktemp -d /tmp/znp-test.XXXXXX)
 trap 'rm -rf "$RESULTS_DIR"' EXIT
 
-want_release=0 want_unit=0 want_integration=0 want_sanitize=0 want_valgrind=0 do_setup=1
+want_release=0 want_unit=0 want_integration=0 want_e2e=0 want_sanitize=0 want_valgrind=0 do_setup=1
 modules=()
 
-usage() { sed -n '3,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
     --release) want_release=1 ;;
     --unit) want_unit=1 ;;
     --integration) want_integration=1 ;;
+    --e2e) want_e2e=1 ;;
     --sanitize) want_sanitize=1 ;;
     --valgrind) want_valgrind=1 ;;
-    --all) want_release=1 want_unit=1 want_integration=1 want_sanitize=1 want_valgrind=1 ;;
+    --all) want_release=1 want_unit=1 want_integration=1 want_e2e=1 want_sanitize=1 want_valgrind=1 ;;
     --no-setup) do_setup=0 ;;
     --jobs)
         [ $# -ge 2 ] || { usage >&2; exit 2; }
@@ -57,8 +60,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-if [ $((want_release + want_unit + want_integration + want_sanitize + want_valgrind)) -eq 0 ]; then
-    want_release=1 want_unit=1 want_integration=1 want_sanitize=1
+if [ $((want_release + want_unit + want_integration + want_e2e + want_sanitize + want_valgrind)) -eq 0 ]; then
+    want_release=1 want_unit=1 want_integration=1 want_e2e=1 want_sanitize=1
 fi
 
 # ---------------------------------------------------------------------------
@@ -173,6 +176,18 @@ SANITIZER_ENV=(
 stage_unit_asan() { (export "${SANITIZER_ENV[@]}" && unit_tests "$ASAN_DIR"); }
 stage_integration_asan() { integration "$ASAN_DIR/znp" "${SANITIZER_ENV[@]}" ZNP_TEST_TIMEOUT_SCALE=2; }
 
+# The end-to-end test prints unittest's closing lines; count from "Ran N tests" and "failures=/errors=".
+stage_e2e() {
+    local log="$RESULTS_DIR/e2e.log" rc ran failed
+    ZNP_BIN="$DEBUG_DIR/znp" "$ROOT/scripts/e2e-proxy.sh" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    ran=$(sed -nE 's/^Ran ([0-9]+) tests? in .*/\1/p' "$log" | tail -n1)
+    failed=$(grep -E '^FAILED \(' "$log" | tail -n1 | grep -oE '(failures|errors)=[0-9]+' | cut -d= -f2 |
+        awk '{ n += $1 } END { print n + 0 }')
+    [ -n "$ran" ] && echo "$((ran - failed)) $failed" >"$RESULTS_DIR/counts"
+    return "$rc"
+}
+
 stage_valgrind() {
     command -v valgrind >/dev/null || { echo "valgrind is not installed: run scripts/setup.sh --test"; return 1; }
     integration "$DEBUG_DIR/znp" ZNP_TEST_VALGRIND=1
@@ -186,11 +201,12 @@ cd "$ROOT" || exit 1
 run_stage banned-calls stage_banned_calls
 [ "$want_release" -eq 1 ] && run_stage "build release" stage_build_release
 
-if [ $((want_unit + want_integration + want_valgrind)) -gt 0 ]; then
+if [ $((want_unit + want_integration + want_e2e + want_valgrind)) -gt 0 ]; then
     run_stage "build debug" stage_build_debug
     if [ -n "${STAGE_OK[build debug]:-}" ]; then
         [ "$want_unit" -eq 1 ] && run_stage unit stage_unit
         [ "$want_integration" -eq 1 ] && run_stage integration stage_integration
+        [ "$want_e2e" -eq 1 ] && run_stage e2e stage_e2e
         [ "$want_valgrind" -eq 1 ] && run_stage valgrind stage_valgrind
     else
         skip_stage "tests on debug" "(build failed)"
