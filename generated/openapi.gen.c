@@ -13,7 +13,7 @@
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
  * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml, spec/schemas/templates.yaml,
  * spec/schemas/traffic.yaml, spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash
- * c9c6538b909e); template openapi.gen.c.j2. Do not edit.
+ * 9b49ee0c11fa); template openapi.gen.c.j2. Do not edit.
  */
 #include "openapi.gen.h"
 
@@ -7112,7 +7112,7 @@ const char znp_openapi_json[] =
     "    },\n"
     "    \"/api/v1/subscriptions/{token}\": {\n"
     "      \"get\": {\n"
-    "        \"description\": \"Public: the token in the path is the credential. The format comes from\\nthe flag (or format) query parameter, else from the User-Agent\\ndetection table (docs/clients.md); a browser gets a short HTML page\\nthat explains how to import the URL instead of nodes. The body is the\\nfile itself with the format's content type, a strong ETag (SHA-256 of\\nthe body; If-None-Match answers 304), subscription-userinfo,\\nprofile-update-interval and a content-disposition naming the site.\\nAn expired, disabled or quota-exhausted subscription still gets a\\nvalid file holding one informational entry that names the reason. An\\nunknown token answers 404 in the error envelope. Besides the per-IP\\nlimit, each token may be fetched 30 times a minute (burst 30); more\\nanswers 429 with Retry-After.\\n\",\n"
+    "        \"description\": \"Public: the token in the path is the credential. The format comes from\\nthe flag (or format) query parameter, else from the User-Agent\\ndetection table (docs/clients.md); a browser gets a short HTML page\\nthat explains how to import the URL instead of nodes. The body is the\\nfile itself with the format's content type, a strong ETag (SHA-256 of\\nthe body; If-None-Match answers 304), subscription-userinfo,\\nprofile-update-interval and a content-disposition naming the site.\\nA client whose Accept-Encoding allows gzip gets a file of 1 KiB or\\nmore gzip-compressed, with its own ETag ending in \\\"-gzip\\\"; either tag\\nanswers 304, and every answer carries Vary: Accept-Encoding.\\nAn expired, disabled or quota-exhausted subscription still gets a\\nvalid file holding one informational entry that names the reason. An\\nunknown token answers 404 in the error envelope. Besides the per-IP\\nlimit, each token may be fetched 30 times a minute (burst 30); more\\nanswers 429 with Retry-After.\\n\",\n"
     "        \"operationId\": \"download_subscription\",\n"
     "        \"parameters\": [\n"
     "          {\n"
@@ -7217,7 +7217,7 @@ const char znp_openapi_json[] =
     "        ],\n"
     "        \"x-znp-stream\": \"text/plain\",\n"
     "        \"x-znp-zh\": {\n"
-    "          \"description\": \"公开接口：路径中的令牌即凭据。格式取自 flag（或 format）查询参数，否则按\\nUser-Agent 识别表（docs/zh-CN/clients.md）判断；浏览器收到一个说明如何把链接导入客户端的\\n简短 HTML 页面，而不是节点。响应体即文件本身，带有对应格式的内容类型、强 ETag（响应体的\\nSHA-256，If-None-Match 匹配时返回 304）、subscription-userinfo、profile-update-interval\\n以及包含站点名称的 content-disposition。已过期、已停用或流量用尽的订阅仍会收到一个有效文件，\\n其中只有一个说明原因的条目。未知令牌返回 404 错误信封。除按 IP 限流外，每个令牌每分钟\\n最多下载 30 次（突发 30），超出返回 429 并带 Retry-After。\\n\",\n"
+    "          \"description\": \"公开接口：路径中的令牌即凭据。格式取自 flag（或 format）查询参数，否则按\\nUser-Agent 识别表（docs/zh-CN/clients.md）判断；浏览器收到一个说明如何把链接导入客户端的\\n简短 HTML 页面，而不是节点。响应体即文件本身，带有对应格式的内容类型、强 ETag（响应体的\\nSHA-256，If-None-Match 匹配时返回 304）、subscription-userinfo、profile-update-interval\\n以及包含站点名称的 content-disposition。Accept-Encoding 允许 gzip 的客户端收到 gzip 压缩的文件\\n（仅对 1 KiB 及以上的文件），其 ETag 以“-gzip”结尾；两种 ETag 都可得到 304，每个响应都带\\nVary: Accept-Encoding。已过期、已停用或流量用尽的订阅仍会收到一个有效文件，\\n其中只有一个说明原因的条目。未知令牌返回 404 错误信封。除按 IP 限流外，每个令牌每分钟\\n最多下载 30 次（突发 30），超出返回 429 并带 Retry-After。\\n\",\n"
     "          \"summary\": \"代理客户端下载订阅文件\"\n"
     "        }\n"
     "      }\n"

@@ -23,6 +23,9 @@
 #          (created on the first download), then the cache is emptied;
 #   cold   one request per subscription: every file is rendered;
 #   warm   --requests requests: every file comes from the cache;
+#   gzip   the same with accept-encoding: gzip, as Go's net/http client
+#          (Clash/Mihomo, sing-box) sends it: the cached gzip form. It
+#          starts after a pause that refills the per-token buckets;
 #   reval  the same with If-None-Match: * (a match for any current file);
 #   ping   GET /api/v1/ping, the figure of this run to compare with;
 #   static the same bytes as one subscription file, served by Debian's h2o
@@ -174,7 +177,8 @@ run_psql -c "SELECT '$BASE/api/v1/subscriptions/' || token FROM subscriptions OR
 [ "$(wc -l <"$WORK/urls")" -eq "$SUBS" ] || { echo "subscription.sh: expected $SUBS URLs" >&2; exit 1; }
 FIRST_URL=$(head -n 1 "$WORK/urls")
 entries_served=$(curl -fsS -A "$AGENT" "$FIRST_URL" | grep -c '^    server:' || true)
-echo "subscription.sh: one file: $(curl -fsS -A "$AGENT" "$FIRST_URL" | wc -c) bytes, $entries_served entries"
+echo "subscription.sh: one file: $(curl -fsS -A "$AGENT" "$FIRST_URL" | wc -c) bytes, $entries_served entries," \
+    "$(curl -fsS -A "$AGENT" -H 'accept-encoding: gzip' "$FIRST_URL" | wc -c) bytes with gzip"
 
 # --- h2o with the bytes of one file ---------------------------------------------
 STATIC_URL=""
@@ -255,6 +259,9 @@ ticks_before=$(cpu_ticks)
 phase cold "$SUBS" "$WORK/urls"
 ticks_after=$(cpu_ticks)
 phase warm "$REQUESTS" "$WORK/urls"
+# warm, gzip and reval fetch each token REQUESTS / SUBS times; the bucket refills 30 a minute
+sleep $((REQUESTS * 2 / SUBS + 1))
+phase gzip "$REQUESTS" "$WORK/urls" -H 'accept-encoding: gzip'
 phase reval "$REQUESTS" "$WORK/urls" -H 'if-none-match: *'
 phase ping "$REQUESTS" "$WORK/ping-urls"
 if [ -n "$STATIC_URL" ]; then
@@ -267,5 +274,7 @@ awk -v t="$((ticks_after - ticks_before))" -v hz="$hz" -v n="$SUBS" -v e="$ENTRI
     'BEGIN { printf "cold   znp CPU %.3f ms per request (%d-entry file, render plus request handling)\n", t * 1000 / hz / n, e }'
 # shellcheck disable=SC2154 # set by phase through eval
 awk -v w="$warm_rps" -v p="$ping_rps" 'BEGIN { printf "warm / ping  %.2f\n", w / p }'
+# shellcheck disable=SC2154 # set by phase through eval
+awk -v g="$gzip_rps" -v p="$ping_rps" 'BEGIN { printf "gzip / ping  %.2f\n", g / p }'
 # shellcheck disable=SC2154 # set by phase through eval
 [ -z "$STATIC_URL" ] || awk -v w="$warm_rps" -v s="$static_rps" 'BEGIN { printf "warm / static  %.2f\n", w / s }'

@@ -27,6 +27,7 @@ struct znp_stream {
     /* request headers for content negotiation, set by the transport; NULL when absent */
     const char *accept;
     const char *if_none_match;
+    const char *accept_encoding;
     const char *report_id; /* X-Report-Id request header */
     /* the raw request body, for operations whose body is not a fixed JSON schema; NULL when empty */
     const char *body;

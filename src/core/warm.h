@@ -26,6 +26,7 @@ typedef struct znp_warm_request {
     const char *user_agent;
     const char *accept;
     const char *if_none_match;
+    const char *accept_encoding;
     znp_locale_t locale;
     const char *request_id;
 } znp_warm_request_t;

@@ -8,11 +8,14 @@
  * with its own content type and headers; over gRPC the typed response
  * carries the same file. A repeated download is served from memory (see
  * the response cache below). Over HTTP that happens on the event loop,
- * before the request would go to the worker pool (core/warm.h).
+ * before the request would go to the worker pool (core/warm.h). A file of
+ * GZIP_MIN_BYTES or more is also kept gzip-compressed, and a client whose
+ * Accept-Encoding allows gzip gets those bytes, on the first download too.
  */
 #include "download/download.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -21,7 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#define ZLIB_CONST
+#include <zlib.h>
 
 #include "auth/sql.h"
 #include "core/log.h"
@@ -38,6 +45,8 @@
 #define LOG_MODULE     "download"
 #define TOKEN_CHARS    22 /* 128 bits in base64url without padding */
 #define CLIENT_KEY_MAX 96
+#define ETAG_MAX       76   /* a quoted SHA-256 in hex with the "-gzip" suffix, and the NUL */
+#define GZIP_MIN_BYTES 1024 /* smaller bodies are sent as they are: compression would save too little */
 
 /*
  * Per-token limit on top of the per-IP x-rate-limit of the operation, so a
@@ -545,12 +554,19 @@ typedef struct cached {
     struct timespec stored;
     const char *content_type; /* static */
     const char *format_name;  /* static */
-    char etag[68];
+    char etag[ETAG_MAX];      /* of the body as it is */
+    char gzip_etag[ETAG_MAX]; /* the same tag with "-gzip" inside the quotes */
     char *site_name;
     char *headers; /* name NUL value NUL ..., etag first */
     size_t headers_len;
     char *body;
     size_t len;
+    /* the gzip form; gzip is NULL when the body is below GZIP_MIN_BYTES or does not shrink */
+    char *gzip_headers; /* as headers, with gzip_etag, and content-encoding last */
+    size_t gzip_headers_len;
+    size_t gzip_headers_len_304; /* without content-encoding, which a 304 does not send */
+    char *gzip;
+    size_t gzip_len;
 } cached_t;
 
 #define CACHE_BUCKETS 16384
@@ -596,6 +612,8 @@ static void cached_free(cached_t *a)
     free(a->site_name);
     free(a->headers);
     free(a->body);
+    free(a->gzip_headers);
+    free(a->gzip);
     free(a);
 }
 
@@ -776,7 +794,7 @@ size_t znp_download_cache_size(void)
 }
 
 /* Write the quoted hex SHA-256 of the body into out (67 bytes with the NUL). */
-static void strong_etag(char out[68], const char *body, size_t len)
+static void strong_etag(char out[ETAG_MAX], const char *body, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -827,6 +845,96 @@ int znp_download_etag_matches(const char *if_none_match, const char *etag)
             p++;
     }
     return 0;
+}
+
+/* A qvalue (RFC 9110 12.4.2) in thousandths, or -1 when `len` bytes at `p` are not one. */
+static int qvalue(const char *p, size_t len)
+{
+    int value, scale = 100;
+
+    if (len == 0 || (p[0] != '0' && p[0] != '1'))
+        return -1;
+    value = (p[0] - '0') * 1000;
+    if (len == 1)
+        return value;
+    if (p[1] != '.' || len > 5)
+        return -1;
+    for (size_t i = 2; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        value += (p[i] - '0') * scale;
+        scale /= 10;
+    }
+    return value > 1000 ? -1 : value;
+}
+
+static int coding_is(const char *name, size_t len, const char *coding)
+{
+    return len == strlen(coding) && strncasecmp(name, coding, len) == 0;
+}
+
+int znp_download_accepts_gzip(const char *accept_encoding)
+{
+    int gzip = -1, identity = -1, star = -1; /* weights in thousandths, -1 = not listed */
+    const char *p = accept_encoding;
+
+    if (p == NULL)
+        return 0;
+    while (*p != '\0') {
+        const char *name;
+        size_t name_len;
+        int weight = 1000, valid;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        name = p;
+        while (*p != '\0' && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+            p++;
+        name_len = (size_t)(p - name);
+        valid = name_len > 0;
+        /* parameters up to the next element; a malformed element is ignored as a whole */
+        while (*p != '\0' && *p != ',') {
+            const char *param;
+
+            if (*p == ' ' || *p == '\t') {
+                p++;
+                continue;
+            }
+            if (*p != ';') {
+                valid = 0;
+                p++;
+                continue;
+            }
+            p++;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            param = p;
+            while (*p != '\0' && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+                p++;
+            if (p - param >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+                weight = qvalue(param + 2, (size_t)(p - param - 2));
+                if (weight < 0)
+                    valid = 0;
+            }
+        }
+        if (!valid)
+            continue;
+        /* the first mention of a coding counts */
+        if ((coding_is(name, name_len, "gzip") || coding_is(name, name_len, "x-gzip")) && gzip < 0)
+            gzip = weight;
+        else if (coding_is(name, name_len, "identity") && identity < 0)
+            identity = weight;
+        else if (coding_is(name, name_len, "*") && star < 0)
+            star = weight;
+    }
+    if (gzip < 0)
+        gzip = star < 0 ? 0 : star;
+    /* an unlisted identity is acceptable but preferred to nothing the client named (RFC 9110 12.5.3) */
+    if (identity < 0)
+        identity = star < 0 ? 0 : star;
+    return gzip > 0 && gzip >= identity;
 }
 
 int znp_download_content_disposition(char *out, size_t size, const char *name)
@@ -914,34 +1022,104 @@ static int client_key(char out[CLIENT_KEY_MAX], const znp_formats_client_t *clie
     return n > 0 && n < CLIENT_KEY_MAX;
 }
 
-/* Append "name NUL value NUL" to the entry's headers. Returns 0 or ZNP_E_INTERNAL. */
-static int add_header(cached_t *a, size_t *cap, const char *name, const char *value)
-{
-    size_t name_len = strlen(name), value_len = strlen(value);
-    size_t need = a->headers_len + name_len + value_len + 2;
+/* A growing header block: name NUL value NUL ... */
+typedef struct header_block {
+    char *data;
+    size_t len, cap;
+} header_block_t;
 
-    if (need > *cap) {
-        size_t grown_cap = *cap > 0 ? *cap * 2 : 256;
+/* Append `len` bytes to the block. Returns 0 or ZNP_E_INTERNAL. */
+static int block_append(header_block_t *block, const char *bytes, size_t len)
+{
+    if (block->len + len > block->cap) {
+        size_t grown_cap = block->cap > 0 ? block->cap * 2 : 256;
         char *grown;
 
-        while (grown_cap < need)
+        while (grown_cap < block->len + len)
             grown_cap *= 2;
-        grown = realloc(a->headers, grown_cap);
+        grown = realloc(block->data, grown_cap);
         if (grown == NULL)
             return ZNP_E_INTERNAL;
-        a->headers = grown;
-        *cap = grown_cap;
+        block->data = grown;
+        block->cap = grown_cap;
     }
-    memcpy(a->headers + a->headers_len, name, name_len + 1);
-    memcpy(a->headers + a->headers_len + name_len + 1, value, value_len + 1);
-    a->headers_len = need;
+    memcpy(block->data + block->len, bytes, len);
+    block->len += len;
     return 0;
+}
+
+/* Append "name NUL value NUL" to the block. Returns 0 or ZNP_E_INTERNAL. */
+static int add_header(header_block_t *block, const char *name, const char *value)
+{
+    int rc = block_append(block, name, strlen(name) + 1);
+
+    return rc != 0 ? rc : block_append(block, value, strlen(value) + 1);
+}
+
+/*
+ * The headers of one encoding: etag, vary, the headers of `shared`, and
+ * content-encoding when `encoding` is not NULL. *len_304 receives the length
+ * without content-encoding. Returns 0 or ZNP_E_INTERNAL.
+ */
+static int encoding_headers(header_block_t *out, size_t *len_304, const char *etag, const header_block_t *shared,
+                            const char *encoding)
+{
+    int rc = add_header(out, "etag", etag);
+
+    rc = rc != 0 ? rc : add_header(out, "vary", "Accept-Encoding");
+    rc = rc != 0 || shared->len == 0 ? rc : block_append(out, shared->data, shared->len);
+    *len_304 = out->len;
+    if (rc == 0 && encoding != NULL)
+        rc = add_header(out, "content-encoding", encoding);
+    return rc;
+}
+
+/*
+ * The gzip form of `len` bytes at `body`, as *out (malloc'd) and *out_len.
+ * Returns 1 when it is smaller than the body, else 0 with nothing kept (also
+ * when zlib fails: the body is then sent as it is).
+ */
+static int gzip_body(const char *body, size_t len, char **out, size_t *out_len)
+{
+    z_stream z;
+    char *buf = NULL, *shrunk;
+    uLong bound;
+    int rc;
+
+    *out = NULL;
+    *out_len = 0;
+    if (len > UINT_MAX)
+        return 0;
+    memset(&z, 0, sizeof(z));
+    /* 15 + 16: the largest window with the gzip wrapper, whose mtime zlib leaves at 0, so equal bodies compress equally */
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return 0;
+    bound = deflateBound(&z, (uLong)len);
+    if (bound > UINT_MAX || (buf = malloc(bound)) == NULL) {
+        deflateEnd(&z);
+        return 0;
+    }
+    z.next_in = (const Bytef *)body;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)buf;
+    z.avail_out = (uInt)bound;
+    rc = deflate(&z, Z_FINISH);
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END || z.total_out >= len) {
+        free(buf);
+        return 0;
+    }
+    shrunk = realloc(buf, z.total_out);
+    *out = shrunk != NULL ? shrunk : buf;
+    *out_len = z.total_out;
+    return 1;
 }
 
 /*
  * Build the cache entry for `file`, taking over its body, with one reference
- * for the caller. Its headers are the ETag and, for a client file,
+ * for the caller. Its headers are the ETag, Vary and, for a client file,
  * subscription-userinfo, profile-update-interval and content-disposition.
+ * A body of GZIP_MIN_BYTES or more that shrinks also gets its gzip form.
  * NULL when out of memory.
  */
 static cached_t *cached_build(znp_ctx_t *ctx, const char *token, const char *client, const subscription_t *sub,
@@ -950,8 +1128,9 @@ static cached_t *cached_build(znp_ctx_t *ctx, const char *token, const char *cli
     cached_t *a = calloc(1, sizeof(*a));
     char value[160];
     char disposition[sizeof(((znp_site_snapshot_t *)NULL)->name) * 3 + 96];
-    size_t cap = 0;
-    int rc;
+    header_block_t shared = {0}, plain = {0}, gzipped = {0};
+    size_t unused;
+    int rc = 0;
 
     if (a == NULL)
         return NULL;
@@ -974,17 +1153,25 @@ static cached_t *cached_build(znp_ctx_t *ctx, const char *token, const char *cli
     if (a->site_name == NULL)
         goto failed;
     strong_etag(a->etag, a->body, a->len);
-    if (add_header(a, &cap, "etag", a->etag) != 0)
-        goto failed;
-    if (file->is_page)
-        return a;
-    snprintf(value, sizeof(value), "upload=0; download=%" PRId64 "; total=%" PRId64 "; expire=%" PRId64,
-             sub->used_bytes, sub->total_bytes, sub->expires_at);
-    rc = add_header(a, &cap, "subscription-userinfo", value);
-    snprintf(value, sizeof(value), "%" PRIu32, ctx->config->site.subscription_update_hours);
-    rc = rc != 0 ? rc : add_header(a, &cap, "profile-update-interval", value);
-    rc = rc != 0 ? rc : znp_download_content_disposition(disposition, sizeof(disposition), site_name);
-    rc = rc != 0 ? rc : add_header(a, &cap, "content-disposition", disposition);
+    /* RFC 9110 8.8.3: each encoding is its own representation, so it has its own strong tag */
+    snprintf(a->gzip_etag, sizeof(a->gzip_etag), "%.*s-gzip\"", (int)strlen(a->etag) - 1, a->etag);
+    if (!file->is_page) {
+        snprintf(value, sizeof(value), "upload=0; download=%" PRId64 "; total=%" PRId64 "; expire=%" PRId64,
+                 sub->used_bytes, sub->total_bytes, sub->expires_at);
+        rc = add_header(&shared, "subscription-userinfo", value);
+        snprintf(value, sizeof(value), "%" PRIu32, ctx->config->site.subscription_update_hours);
+        rc = rc != 0 ? rc : add_header(&shared, "profile-update-interval", value);
+        rc = rc != 0 ? rc : znp_download_content_disposition(disposition, sizeof(disposition), site_name);
+        rc = rc != 0 ? rc : add_header(&shared, "content-disposition", disposition);
+    }
+    rc = rc != 0 ? rc : encoding_headers(&plain, &unused, a->etag, &shared, NULL);
+    if (rc == 0 && a->len >= GZIP_MIN_BYTES && gzip_body(a->body, a->len, &a->gzip, &a->gzip_len))
+        rc = encoding_headers(&gzipped, &a->gzip_headers_len_304, a->gzip_etag, &shared, "gzip");
+    a->headers = plain.data;
+    a->headers_len = plain.len;
+    a->gzip_headers = gzipped.data;
+    a->gzip_headers_len = gzipped.len;
+    free(shared.data);
     if (rc == 0)
         return a;
 
@@ -993,10 +1180,45 @@ failed:
     return NULL;
 }
 
+/* What one request gets from entry `a`: status 200 or 304, the headers and the body of one encoding. */
+typedef struct answer {
+    int status;
+    const char *headers;
+    size_t headers_len;
+    const char *body;
+    size_t len;
+} answer_t;
+
+/*
+ * Pick the encoding of `a` for a request with these Accept-Encoding and
+ * If-None-Match values (either may be NULL). Either encoding's tag makes a
+ * 304, so a client that changes its Accept-Encoding keeps its revalidation.
+ */
+static void choose_answer(const cached_t *a, const char *accept_encoding, const char *if_none_match, answer_t *out)
+{
+    int gzip = a->gzip != NULL && znp_download_accepts_gzip(accept_encoding);
+    int unchanged = znp_download_etag_matches(if_none_match, a->etag) ||
+                    (a->gzip != NULL && znp_download_etag_matches(if_none_match, a->gzip_etag));
+
+    out->status = unchanged ? 304 : 200;
+    if (gzip) {
+        out->headers = a->gzip_headers;
+        out->headers_len = unchanged ? a->gzip_headers_len_304 : a->gzip_headers_len;
+        out->body = a->gzip;
+        out->len = a->gzip_len;
+    } else {
+        out->headers = a->headers;
+        out->headers_len = a->headers_len;
+        out->body = a->body;
+        out->len = a->len;
+    }
+}
+
 /* Send entry `a` over ctx->stream, or fill the typed response for gRPC. Returns 0 or a negative znp_err. */
 static int send_cached(znp_ctx_t *ctx, const cached_t *a, znp_subscription_download_response_t *resp)
 {
     znp_stream_t *stream = ctx->stream;
+    answer_t answer;
     size_t at = 0;
     int rc;
 
@@ -1010,21 +1232,22 @@ static int send_cached(znp_ctx_t *ctx, const cached_t *a, znp_subscription_downl
         resp->has.format = resp->has.content_type = resp->has.filename = resp->has.body = ZNP_SET;
         return 0;
     }
-    while (at < a->headers_len) {
-        const char *name = a->headers + at;
+    choose_answer(a, stream->accept_encoding, stream->if_none_match, &answer);
+    while (at < answer.headers_len) {
+        const char *name = answer.headers + at;
         const char *value = name + strlen(name) + 1;
 
         if ((rc = znp_stream_header(stream, name, value)) != 0)
             return rc;
-        at = (size_t)(value + strlen(value) + 1 - a->headers);
+        at = (size_t)(value + strlen(value) + 1 - answer.headers);
     }
-    if (znp_download_etag_matches(stream->if_none_match, a->etag)) {
+    if (answer.status == 304) {
         stream->status = 304;
         return znp_stream_begin(stream, a->content_type, NULL);
     }
     if ((rc = znp_stream_begin(stream, a->content_type, NULL)) != 0)
         return rc;
-    return znp_stream_write(stream, a->body, a->len);
+    return znp_stream_write(stream, answer.body, answer.len);
 }
 
 /*
@@ -1179,6 +1402,7 @@ static int warm_download(const znp_warm_request_t *request, znp_warm_response_t 
     const char *token = NULL;
     char flag[65], format[65], client_text[CLIENT_KEY_MAX];
     znp_formats_client_t client;
+    answer_t answer;
     cached_t *a;
     int retry_after = 0;
     int rc;
@@ -1201,12 +1425,13 @@ static int warm_download(const znp_warm_request_t *request, znp_warm_response_t 
         response->retry_after = retry_after;
         return rc;
     }
-    response->status = znp_download_etag_matches(request->if_none_match, a->etag) ? 304 : 200;
+    choose_answer(a, request->accept_encoding, request->if_none_match, &answer);
+    response->status = answer.status;
     response->content_type = a->content_type;
-    response->headers = a->headers;
-    response->headers_len = a->headers_len;
-    response->body = a->body;
-    response->len = a->len;
+    response->headers = answer.headers;
+    response->headers_len = answer.headers_len;
+    response->body = answer.body;
+    response->len = answer.len;
     response->release = cached_release;
     response->ref = a;
     return 1;

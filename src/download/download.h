@@ -36,6 +36,15 @@ int znp_download_protocol_of(const char *name, znp_formats_protocol_t *out);
 int znp_download_etag_matches(const char *if_none_match, const char *etag);
 
 /*
+ * Whether a response may be sent gzip-compressed to a request with this
+ * Accept-Encoding value (RFC 9110 12.5.3; NULL when the header is absent,
+ * which gets the body as it is). Yes when gzip (or x-gzip), or else "*",
+ * has a weight above 0 and at least that of identity when identity is
+ * listed. Malformed elements are ignored.
+ */
+int znp_download_accepts_gzip(const char *accept_encoding);
+
+/*
  * Write the Content-Disposition value for a file named `name` (UTF-8) into
  * out: `attachment; filename="<ASCII fallback>"`, plus
  * `; filename*=UTF-8''<percent-encoded name>` (RFC 5987) when the name is not

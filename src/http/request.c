@@ -90,8 +90,9 @@ typedef struct http_job {
     size_t body_len;
     const char *authorization;
     const char *user_agent;
-    const char *accept;        /* Accept and If-None-Match, for ZNP_OP_STREAM operations */
+    const char *accept;        /* Accept, If-None-Match and Accept-Encoding, for ZNP_OP_STREAM operations */
     const char *if_none_match;
+    const char *accept_encoding;
     const char *report_id;     /* X-Report-Id, for ZNP_OP_STREAM operations */
     char client_ip[INET6_ADDRSTRLEN];
     char request_id[ZNP_REQUEST_ID_MAX + 1];
@@ -712,6 +713,7 @@ static void run_job(znp_job_t *base, PGconn *db)
     znp_http__writer_init(&writer, mailbox, job, job->request_id);
     writer.super.accept = job->accept;
     writer.super.if_none_match = job->if_none_match;
+    writer.super.accept_encoding = job->accept_encoding;
     writer.super.report_id = job->report_id;
     writer.super.body = job->body;
     writer.super.body_len = job->body_len;
@@ -819,17 +821,20 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     h2o_iovec_t agent = agent_index != -1 ? req->headers.entries[agent_index].value : h2o_iovec_init(NULL, 0);
     ssize_t accept_index = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
     ssize_t match_index = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+    ssize_t encoding_index = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
     int negotiates = (match->route->operation->flags & ZNP_OP_STREAM) != 0;
     h2o_iovec_t accept =
         negotiates && accept_index != -1 ? req->headers.entries[accept_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t if_none_match =
         negotiates && match_index != -1 ? req->headers.entries[match_index].value : h2o_iovec_init(NULL, 0);
+    h2o_iovec_t accept_encoding =
+        negotiates && encoding_index != -1 ? req->headers.entries[encoding_index].value : h2o_iovec_init(NULL, 0);
     ssize_t report_index = negotiates ? h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-report-id"), -1) : -1;
     h2o_iovec_t report_id = report_index != -1 ? req->headers.entries[report_index].value : h2o_iovec_init(NULL, 0);
     h2o_iovec_t path = target_path(req);
     h2o_iovec_t signed_values[SIGNED_HEADER_COUNT];
     size_t size = query.len + 1 + body.len + 1 + auth.len + 1 + agent.len + 1 + req->method.len + 1 + path.len + 1 +
-                  accept.len + 1 + if_none_match.len + 1 + report_id.len + 1;
+                  accept.len + 1 + if_none_match.len + 1 + accept_encoding.len + 1 + report_id.len + 1;
     http_job_t *job;
     char *cursor;
 
@@ -871,6 +876,8 @@ static http_job_t *create_job(h2o_req_t *req, znp_http_request_t *state, const z
     job->user_agent = agent.base != NULL ? store(&cursor, agent.base, agent.len) : NULL;
     job->accept = accept.base != NULL ? store(&cursor, accept.base, accept.len) : NULL;
     job->if_none_match = if_none_match.base != NULL ? store(&cursor, if_none_match.base, if_none_match.len) : NULL;
+    job->accept_encoding =
+        accept_encoding.base != NULL ? store(&cursor, accept_encoding.base, accept_encoding.len) : NULL;
     job->report_id = report_id.base != NULL ? store(&cursor, report_id.base, report_id.len) : NULL;
     job->method = store(&cursor, req->method.base, req->method.len);
     job->path = store(&cursor, path.base, path.len);
@@ -913,6 +920,7 @@ static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_m
         .user_agent = header_string(req, H2O_TOKEN_USER_AGENT),
         .accept = header_string(req, H2O_TOKEN_ACCEPT),
         .if_none_match = header_string(req, H2O_TOKEN_IF_NONE_MATCH),
+        .accept_encoding = header_string(req, H2O_TOKEN_ACCEPT_ENCODING),
         .locale = state->locale,
         .request_id = state->request_id,
     };

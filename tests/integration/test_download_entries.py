@@ -9,12 +9,14 @@ made reaches their caches through NOTIFY, so those checks poll for a few
 seconds. Entry and binding rows notify on znp_eligibility, and node rows on
 znp_subscriptions (migration 0019). WarmResponses checks
 that a repeated download runs no query and that every kind of write drops
-the cached response on both instances. Also covers the user node view GET
-/api/v1/user/nodes.
+the cached response on both instances. GzipEncoding checks the gzip form a
+client gets when its Accept-Encoding allows it. Also covers the user node view
+GET /api/v1/user/nodes.
 Run alone: /usr/bin/python3 tests/integration/run.py test_download_entries
 """
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -74,6 +76,9 @@ def setUpModule():
         "site": {"name": "Entries 节点"},
         # one key for both instances, so both open the credentials either one sealed
         "security": {"master_key": base64.b64encode(os.urandom(32)).decode()},
+        # the module sends more downloads from 127.0.0.1 than the download's per-address burst (120) allows;
+        # the per-token limit of src/download still applies
+        "rate_limits": {"enabled": False},
     }
     first = harness.Server("dl-entries-a", config=common)
     try:
@@ -354,6 +359,137 @@ class ConditionalAndBlocked(unittest.TestCase):
                         self.assertEqual(len(names), 1, (agent, names))
                         self.assertIn(reason, names[0].lower())
                         self.assertNotIn(b"example.com", res.body)
+
+
+class GzipEncoding(unittest.TestCase):
+    """Files of 1 KiB or more go gzip-compressed to clients that accept it, with their own ETag.
+
+    http.client sends "Accept-Encoding: identity" unless a test sets the
+    header; curl sends none, which is the absent case. Each case uses fresh
+    tokens, so its first download of a client is the cold (rendering) one.
+    """
+
+    def gzip_etag(self, etag):
+        return etag[:-1] + '-gzip"'
+
+    def assert_vary(self, res):
+        vary = ",".join(res.headers.get("vary", []))
+        self.assertIn("accept-encoding", vary.lower(), res.headers)
+
+    def test_gzip_body_decompresses_to_the_identity_body(self):
+        _, sub = new_user()
+        for agent in (CLASH_META, SING_BOX, V2RAYN):
+            with self.subTest(agent=agent):
+                packed = download(sub["token"], agent, headers={"Accept-Encoding": "gzip, deflate, br"})
+                plain = download(sub["token"], agent)
+                self.assertEqual((packed.status, plain.status), (200, 200))
+                self.assertGreaterEqual(len(plain.body), 1024)
+                self.assertIsNone(plain.header("content-encoding"))
+                self.assertEqual(packed.header("content-encoding"), "gzip")
+                self.assertEqual(gzip.decompress(packed.body), plain.body)
+                self.assertLess(len(packed.body), len(plain.body))
+                self.assertEqual(int(packed.header("content-length")), len(packed.body))
+                self.assertEqual(packed.header("content-type"), plain.header("content-type"))
+                self.assertEqual(packed.header("subscription-userinfo"), plain.header("subscription-userinfo"))
+                self.assertEqual(packed.header("etag"), self.gzip_etag(plain.header("etag")))
+                self.assert_vary(packed)
+                self.assert_vary(plain)
+
+    def test_refusals_and_absence_get_the_identity_body(self):
+        _, sub = new_user()
+        plain = download(sub["token"], CLASH_META)
+        for value in ("gzip;q=0", "identity", "*;q=0", "br, deflate", "", "gzip;q=0.5, identity"):
+            with self.subTest(accept_encoding=value):
+                res = download(sub["token"], CLASH_META, headers={"Accept-Encoding": value})
+                self.assertEqual(res.status, 200, res)
+                self.assertIsNone(res.header("content-encoding"))
+                self.assertEqual(res.body, plain.body)
+                self.assertEqual(res.header("etag"), plain.header("etag"))
+                self.assert_vary(res)
+        for value in ("*", "x-gzip", "gzip;q=0.2"):
+            with self.subTest(accept_encoding=value):
+                res = download(sub["token"], CLASH_META, headers={"Accept-Encoding": value})
+                self.assertEqual(res.header("content-encoding"), "gzip")
+        absent = harness.curl(first.url("/api/v1/subscriptions/" + sub["token"]), "http1.1",
+                              headers={"User-Agent": CLASH_META})
+        self.assertEqual(absent.status, 200)
+        self.assertIsNone(absent.header("content-encoding"))
+        self.assertEqual(absent.body, plain.body)
+
+    def test_not_modified_across_encodings(self):
+        _, sub = new_user()
+        plain = download(sub["token"], CLASH_META)
+        packed = download(sub["token"], CLASH_META, headers={"Accept-Encoding": "gzip"})
+        self.assertNotEqual(plain.header("etag"), packed.header("etag"))
+        for encoding, tag, expected in [("gzip", plain.header("etag"), packed.header("etag")),
+                                        ("gzip", packed.header("etag"), packed.header("etag")),
+                                        ("identity", packed.header("etag"), plain.header("etag")),
+                                        ("identity", "W/" + packed.header("etag"), plain.header("etag"))]:
+            with self.subTest(encoding=encoding, tag=tag):
+                res = download(sub["token"], CLASH_META, headers={"Accept-Encoding": encoding, "If-None-Match": tag})
+                self.assertEqual(res.status, 304, res)
+                self.assertEqual(res.body, b"")
+                self.assertEqual(res.header("etag"), expected)
+                self.assertIsNone(res.header("content-encoding"))
+                self.assert_vary(res)
+        other = download(sub["token"], CLASH_META, headers={"Accept-Encoding": "gzip", "If-None-Match": '"0-gzip"'})
+        self.assertEqual(other.status, 200)
+
+    def test_cold_and_warm_answers_are_identical(self):
+        for encoding in ("gzip", "identity"):
+            with self.subTest(encoding=encoding):
+                _, sub = new_user()
+                cold = download(sub["token"], SING_BOX, headers={"Accept-Encoding": encoding})
+                warm = download(sub["token"], SING_BOX, headers={"Accept-Encoding": encoding})
+                self.assertEqual((cold.status, warm.status), (200, 200))
+                self.assertEqual(cold.body, warm.body)
+                for name in ("etag", "content-encoding", "content-length", "vary", "content-type"):
+                    self.assertEqual(cold.headers.get(name), warm.headers.get(name), name)
+                self.assertEqual(cold.header("content-encoding"), "gzip" if encoding == "gzip" else None)
+
+    def test_http11_h2c_and_head(self):
+        _, sub = new_user()
+        path = "/api/v1/subscriptions/" + sub["token"]
+        plain = download(sub["token"], CLASH_META)
+        # curl stores the body as it arrives, without --compressed
+        for mode in ("http1.1", "h2c"):
+            with self.subTest(mode=mode):
+                res = harness.curl(first.url(path), mode, headers={"User-Agent": CLASH_META, "Accept-Encoding": "gzip"})
+                self.assertEqual(res.status, 200)
+                self.assertEqual(res.http_version, "2" if mode == "h2c" else "1.1")
+                self.assertEqual(res.header("content-encoding"), "gzip")
+                self.assertEqual(gzip.decompress(res.body), plain.body)
+                self.assertEqual(res.header("etag"), self.gzip_etag(plain.header("etag")))
+                self.assert_vary(res)
+        for encoding in ("gzip", "identity"):
+            with self.subTest(method="HEAD", encoding=encoding):
+                get = download(sub["token"], CLASH_META, headers={"Accept-Encoding": encoding})
+                head = first.request("HEAD", path, headers={"User-Agent": CLASH_META, "Accept-Encoding": encoding})
+                self.assertEqual(head.status, 200)
+                self.assertEqual(head.body, b"")
+                self.assertEqual(head.header("content-length"), str(len(get.body)))
+                self.assertEqual(head.header("content-encoding"), get.header("content-encoding"))
+                self.assertEqual(head.header("etag"), get.header("etag"))
+
+    def test_cold_head_matches_the_warm_get(self):
+        _, sub = new_user()
+        path = "/api/v1/subscriptions/" + sub["token"]
+        head = first.request("HEAD", path, headers={"User-Agent": SING_BOX, "Accept-Encoding": "gzip"})
+        get = download(sub["token"], SING_BOX, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual((head.status, get.status), (200, 200))
+        self.assertEqual(head.body, b"")
+        self.assertEqual(head.header("content-encoding"), "gzip")
+        self.assertEqual(head.header("content-length"), str(len(get.body)))
+        self.assertEqual(head.header("etag"), get.header("etag"))
+
+    def test_small_bodies_stay_identity(self):
+        _, sub = new_user()
+        res = download(sub["token"], BROWSER, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(res.status, 200)
+        self.assertLess(len(res.body), 1024)
+        self.assertIsNone(res.header("content-encoding"))
+        self.assertNotIn("-gzip", res.header("etag"))
+        self.assert_vary(res)
 
 
 class CrossInstance(unittest.TestCase):

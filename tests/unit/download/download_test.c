@@ -1,4 +1,7 @@
-/* If-None-Match matching, the Content-Disposition value and binding protocol names of the download module. */
+/*
+ * If-None-Match matching, Accept-Encoding parsing, the Content-Disposition
+ * value and binding protocol names of the download module.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +35,53 @@ static void download__etag_matches_table_matches(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         assert_int_equal(znp_download_etag_matches(cases[i].header, "\"abc\""), cases[i].match);
+}
+
+static void download__accepts_gzip_table_matches(void **state)
+{
+    static const struct {
+        const char *header;
+        int gzip;
+    } cases[] = {
+        {NULL, 0},
+        {"", 0},
+        {"gzip", 1},
+        {"GZip", 1},
+        {"x-gzip", 1},
+        {"gzip, deflate, br", 1},
+        {"br,gzip", 1},
+        {"gzip;q=0", 0},
+        {"gzip; q=0.000", 0},
+        {"gzip;Q=0", 0},
+        {"gzip;q=0.001", 1},
+        {"gzip;q=1.000", 1},
+        {"gzip ; q=0.5", 1},
+        {"identity", 0},
+        {"identity;q=1, gzip;q=0.5", 0},
+        {"gzip;q=0.5, identity;q=0.5", 1},
+        {"gzip, identity;q=0", 1},
+        {"*", 1},
+        {"*;q=0", 0},
+        {"*;q=0.3, gzip;q=0", 0},
+        {"gzip;q=0, *", 0},
+        {"*, identity;q=0.5", 1},
+        {"deflate, br", 0},
+        {"gzip;q=1.5", 0},
+        {"gzip;q=", 0},
+        {"gzip;q=abc, deflate", 0},
+        {"gzip;q=0.5000", 0},
+        {"gzip junk", 0},
+        {"gzipx", 0},
+        {",,gzip,,", 1},
+        {"gzip;level=9", 1},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (znp_download_accepts_gzip(cases[i].header) != cases[i].gzip)
+            fail_msg("Accept-Encoding \"%s\": expected %d", cases[i].header != NULL ? cases[i].header : "(absent)",
+                     cases[i].gzip);
+    }
 }
 
 static void download__content_disposition_table_matches(void **state)
@@ -97,6 +147,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(download__etag_matches_table_matches),
+        cmocka_unit_test(download__accepts_gzip_table_matches),
         cmocka_unit_test(download__content_disposition_table_matches),
         cmocka_unit_test(download__content_disposition_small_buffer_fails),
         cmocka_unit_test(download__protocol_names_map_to_formats),
