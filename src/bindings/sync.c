@@ -214,7 +214,7 @@ static int sync_node_health(znp_ctx_t *ctx, int64_t node_id, znp_protocol_bindin
 {
     static const char sql[] = "SELECT status FROM nodes WHERE id = $1 AND deleted_at IS NULL";
     char text[24], errbuf[1200];
-    const char *params[1] = {znp_nodes__int(text, sizeof(text), node_id)}, *message = "ok";
+    const char *params[1] = {znp_nodes__int(text, sizeof(text), node_id)}, *message = znp_ctx_text(ctx, "ok", "成功");
     znp_kernel_target_t target = {0};
     const json_t *nodes;
     json_t *answer = NULL;
@@ -228,12 +228,13 @@ static int sync_node_health(znp_ctx_t *ctx, int64_t node_id, znp_protocol_bindin
     if ((rc = znp_sql_exec(&res, ctx->db, sql, 1, params, ctx->request_id)) != 0)
         return rc;
     if (PQntuples(res) != 1) {
-        message = "node not found";
+        message = znp_ctx_text(ctx, "node not found", "节点不存在");
     } else if (znp_sql_int64(res, 0, 0) == NODE_DISABLED) {
         out->status = SYNC_RESULT_SKIPPED;
-        message = "node is disabled";
+        message = znp_ctx_text(ctx, "node is disabled", "节点已停用");
     } else if (znp_kernel_target_load(ctx->db, ctx->config, node_id, &target, ctx->request_id) != 0) {
-        message = "could not load the node's kernel endpoint and credentials";
+        message = znp_ctx_text(ctx, "could not load the node's kernel endpoint and credentials",
+                               "无法读取节点的内核地址和凭据");
     } else if (znp_kernel_call(&target, "GET", "/status?include=nodes", NULL, &answer, errbuf, sizeof(errbuf)) != 0) {
         message = errbuf;
     } else {
@@ -241,7 +242,7 @@ static int sync_node_health(znp_ctx_t *ctx, int64_t node_id, znp_protocol_bindin
         if (nodes == NULL)
             nodes = json_object_get(answer, "nodes");
         if (!json_is_array(nodes)) {
-            message = "kernel status has no snapshot.nodes list";
+            message = znp_ctx_text(ctx, "kernel status has no snapshot.nodes list", "内核状态中没有 snapshot.nodes 列表");
         } else if ((rc = write_health(ctx, params[0], nodes, &out->updated)) == 0) {
             out->status = SYNC_RESULT_SYNCED;
         }

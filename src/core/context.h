@@ -60,4 +60,10 @@ typedef struct znp_ctx {
     struct znp_stream *stream;         /* non-JSON body writer for ZNP_OP_STREAM operations over HTTP, else NULL */
 } znp_ctx_t;
 
+/* The text of a short result message in the caller's language: `zh` for zh-CN, else `en`. */
+static inline const char *znp_ctx_text(const znp_ctx_t *ctx, const char *en, const char *zh)
+{
+    return ctx->locale == ZNP_LOCALE_ZH_CN ? zh : en;
+}
+
 #endif

@@ -143,7 +143,7 @@ int znp_op_sync_admin_node_status(znp_ctx_t *ctx, const znp_sync_admin_node_stat
         row->status = (int)znp_sql_int64(res, r, 1);
         row->sync_enabled = znp_sql_bool(res, r, 7);
         if (row->status == 4) {
-            row->message = "node disabled";
+            row->message = znp_ctx_text(ctx, "node disabled", "节点已停用");
             continue;
         }
         rc = znp_kernel__open_credentials(ctx->config, id, PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3),
@@ -152,7 +152,7 @@ int znp_op_sync_admin_node_status(znp_ctx_t *ctx, const znp_sync_admin_node_stat
                                           ctx->request_id);
         if (rc == 0 && znp_kernel_target_init(&target, id, PQgetvalue(res, r, 2), ak, sk, token,
                                               strtol(PQgetvalue(res, r, 6), NULL, 10)) != 0)
-            row->message = "node has no control endpoint";
+            row->message = znp_ctx_text(ctx, "node has no control endpoint", "节点没有控制地址");
         free_secret(ak);
         free_secret(sk);
         free_secret(token);
@@ -226,16 +226,18 @@ int znp_op_sync_admin_node_status(znp_ctx_t *ctx, const znp_sync_admin_node_stat
         }
         if (!rows[i].found) {
             out->status = 2;
-            out->message = "node not found";
+            out->message = (char *)znp_ctx_text(ctx, "node not found", "节点不存在");
         } else if (rows[i].status == 4) {
             out->status = 3;
-            out->message = "node disabled";
+            out->message = (char *)znp_ctx_text(ctx, "node disabled", "节点已停用");
         } else if (rows[i].probe == NULL) {
             out->status = 2;
-            out->message = rows[i].message != NULL ? (char *)rows[i].message : "could not build the kernel call";
+            out->message = (char *)(rows[i].message != NULL
+                                        ? rows[i].message
+                                        : znp_ctx_text(ctx, "could not build the kernel call", "无法构造内核请求"));
         } else if (rows[i].probe->ok) {
             out->status = 1;
-            out->message = "ok";
+            out->message = (char *)znp_ctx_text(ctx, "ok", "成功");
         } else {
             out->status = 2;
             out->message = znp_arena_strdup(ctx->arena, rows[i].probe->error);

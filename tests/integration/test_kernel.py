@@ -252,6 +252,14 @@ class StatusSyncTest(unittest.TestCase):
         self.assertEqual(len(good.calls(path="/v1/status")), 1)
         self.assertEqual(good.calls(path="/v1/status")[0].query, "include=nodes")
 
+    def test_messages_follow_accept_language(self):
+        disabled = make_node(sim_started(), polled=False, status=4)
+        headers = {"Authorization": "Bearer " + server.access_token(*ADMIN), "Accept-Language": "zh-CN"}
+        res = server.request("POST", NODES + "/status/sync", body={"node_ids": [disabled["id"], 987654322]},
+                             headers=headers)
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual([r["message"] for r in res.json()["results"]], ["节点已停用", "节点不存在"])
+
     def test_empty_and_unauthenticated_rejected(self):
         self.assertEqual(call("POST", NODES + "/status/sync", {"node_ids": []}).status, 400)
         self.assertEqual(call("POST", NODES + "/status/sync", {"node_ids": [1]}, token=False).status, 401)
