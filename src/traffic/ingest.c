@@ -39,7 +39,9 @@ typedef struct resolved {
  * row per record that has one (ord is the record's position from 1). The
  * subscription is the one named by id, else the user's effective one
  * (active and not expired, where one that never expires comes first, then
- * the latest expiry). The multiplier is the plan snapshot's
+ * the latest expiry). Each case is its own branch so that it can use an
+ * index: one CASE in the WHERE clause made every record scan the table.
+ * The multiplier is the plan snapshot's
  * traffic_multipliers[protocol] when above 0, else the live plan's, else 1.
  */
 static const char RESOLVE_SQL[] =
@@ -53,18 +55,29 @@ static const char RESOLVE_SQL[] =
     "  THEN (p.traffic_multipliers->>r.protocol)::float8"
     "  ELSE 1::float8 END"
     " FROM unnest($1::bigint[], $2::bigint[], $3::text[]) WITH ORDINALITY AS r(subscription_id, user_id, protocol, ord)"
-    " CROSS JOIN LATERAL (SELECT c.id, c.user_id, c.plan_id, c.plan_snapshot FROM subscriptions c"
-    "  WHERE CASE WHEN r.subscription_id > 0"
-    "   THEN c.id = r.subscription_id AND (r.user_id = 0 OR c.user_id = r.user_id)"
-    "   ELSE c.user_id = r.user_id AND c.status = 1 AND (c.expires_at IS NULL OR c.expires_at > now()) END"
-    "  ORDER BY c.expires_at DESC NULLS FIRST, c.id DESC LIMIT 1) s"
+    " CROSS JOIN LATERAL ("
+    "  (SELECT c.id, c.user_id, c.plan_id, c.plan_snapshot FROM subscriptions c"
+    "   WHERE r.subscription_id > 0 AND c.id = r.subscription_id AND (r.user_id = 0 OR c.user_id = r.user_id))"
+    "  UNION ALL"
+    "  (SELECT c.id, c.user_id, c.plan_id, c.plan_snapshot FROM subscriptions c"
+    "   WHERE r.subscription_id <= 0 AND c.user_id = r.user_id AND c.status = 1"
+    "   AND (c.expires_at IS NULL OR c.expires_at > now())"
+    "   ORDER BY c.expires_at DESC NULLS FIRST, c.id DESC LIMIT 1)"
+    "  LIMIT 1) s"
     " LEFT JOIN plans p ON p.id = s.plan_id";
 
+/*
+ * Add each charge to its subscription in one statement. The rows are locked
+ * in id order, so concurrent reports over the same users queue instead of
+ * deadlocking, and each row returns its value before and after.
+ */
 static const char ADD_USED_SQL[] =
-    "WITH old AS (SELECT traffic_used_bytes AS before FROM subscriptions WHERE id = $1 FOR UPDATE)"
-    " UPDATE subscriptions s SET traffic_used_bytes = traffic_saturating_add(s.traffic_used_bytes, $2::bigint)"
-    " FROM old WHERE s.id = $1"
-    " RETURNING old.before, s.traffic_used_bytes, s.traffic_total_bytes";
+    "WITH d AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS d(id, charged)),"
+    " old AS (SELECT c.id, c.traffic_used_bytes AS before FROM subscriptions c"
+    "  WHERE c.id IN (SELECT id FROM d) ORDER BY c.id FOR UPDATE)"
+    " UPDATE subscriptions s SET traffic_used_bytes = traffic_saturating_add(s.traffic_used_bytes, d.charged)"
+    " FROM d JOIN old ON old.id = d.id WHERE s.id = d.id"
+    " RETURNING s.id, old.before, s.traffic_used_bytes, s.traffic_total_bytes";
 
 /*
  * The records, and their sums per subscription, day and protocol, the day
@@ -269,33 +282,62 @@ cleanup:
     return rc;
 }
 
-/* Add `charged` to the subscription. *crossed is 1 when this made it reach a quota above 0. */
-static int add_used(PGconn *db, int64_t subscription_id, int64_t charged, int *crossed, const char *request_id)
+/*
+ * Add the charges of items[] (sorted by subscription) to their subscriptions.
+ * The ids of those that this made reach a quota above 0 go to crossed[]
+ * (at most crossed_max; *crossed_count counts them all).
+ */
+static int add_used(PGconn *db, const resolved_t *items, size_t item_count, int64_t *crossed, size_t crossed_max,
+                    size_t *crossed_count, const char *request_id)
 {
-    char id_text[24], charged_text[24];
-    const char *params[2] = {int_text(id_text, sizeof id_text, subscription_id),
-                             int_text(charged_text, sizeof charged_text, charged)};
+    text_buffer_t lists[2];
+    const char *params[2];
     PGresult *res = NULL;
-    int64_t before, after, total;
-    int rc;
+    size_t subscriptions = 0;
+    int rc = 0;
 
-    *crossed = 0;
+    memset(lists, 0, sizeof lists);
+    for (size_t i = 0; i < item_count;) {
+        int64_t subscription_id = items[i].subscription_id;
+        int64_t charged = 0;
+
+        for (; i < item_count && items[i].subscription_id == subscription_id; i++)
+            charged = traffic__saturating_add(charged, items[i].charged);
+        buffer_int(&lists[0], subscriptions, subscription_id);
+        buffer_int(&lists[1], subscriptions, charged);
+        subscriptions++;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        params[i] = buffer_close(&lists[i], subscriptions);
+        if (params[i] == NULL) {
+            rc = ZNP_E_INTERNAL;
+            goto cleanup;
+        }
+    }
     rc = znp_sql_exec(&res, db, ADD_USED_SQL, 2, params, request_id);
     if (rc != 0)
         goto cleanup;
-    if (PQntuples(res) != 1) {
+    if ((size_t)PQntuples(res) != subscriptions) {
         rc = ZNP_E_INTERNAL;
-        ZNP_ERROR(TRAFFIC_LOG_TAG, request_id, "subscription vanished during a traffic report: subscription_id=%" PRId64,
-                  subscription_id);
+        ZNP_ERROR(TRAFFIC_LOG_TAG, request_id, "a subscription vanished during a traffic report: %d of %zu updated",
+                  PQntuples(res), subscriptions);
         goto cleanup;
     }
-    before = znp_sql_int64(res, 0, 0);
-    after = znp_sql_int64(res, 0, 1);
-    total = znp_sql_int64(res, 0, 2);
-    *crossed = total > 0 && before < total && after >= total;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int64_t before = znp_sql_int64(res, row, 1), after = znp_sql_int64(res, row, 2);
+        int64_t total = znp_sql_int64(res, row, 3);
+
+        if (total > 0 && before < total && after >= total) {
+            if (*crossed_count < crossed_max)
+                crossed[*crossed_count] = znp_sql_int64(res, row, 0);
+            (*crossed_count)++;
+        }
+    }
 
 cleanup:
     PQclear(res);
+    for (size_t i = 0; i < 2; i++)
+        free(lists[i].data);
     return rc;
 }
 
@@ -385,22 +427,11 @@ int traffic__ingest_in_transaction(PGconn *db, const znp_config_t *config, int64
     }
     qsort(items, item_count, sizeof(*items), compare_resolved);
 
-    /* add to each subscription once, in subscription order */
-    for (size_t i = 0; i < item_count;) {
-        int64_t subscription_id = items[i].subscription_id;
-        int64_t charged = 0;
-        int was_crossed;
-
-        for (; i < item_count && items[i].subscription_id == subscription_id; i++)
-            charged = traffic__saturating_add(charged, items[i].charged);
-        rc = add_used(db, subscription_id, charged, &was_crossed, request_id);
+    /* add to each subscription once */
+    if (item_count > 0) {
+        rc = add_used(db, items, item_count, crossed, crossed_max, crossed_count, request_id);
         if (rc != 0)
             goto cleanup;
-        if (was_crossed) {
-            if (*crossed_count < crossed_max)
-                crossed[*crossed_count] = subscription_id;
-            (*crossed_count)++;
-        }
     }
 
     /* store the records and their days */
