@@ -33,9 +33,9 @@ BUILD_PACKAGES=(
 # postgresql pulls in postgresql-client-15 (psql, pg_dump).
 RUNTIME_PACKAGES=(postgresql curl openssl)
 # python3-aiosmtpd: the SMTP capture server of the mail tests.
-# v2ray: `v2ray -test` checks the client configurations of the golden files;
+# v2ray: `v2ray -test` checks the client configurations of the golden files.
 # v2ray, trojan and shadowsocks-libev are the real servers and clients of
-# scripts/e2e-proxy.sh, which also reads Clash files with python3-yaml.
+# scripts/e2e-proxy.sh, and python3-yaml reads its Clash files.
 TEST_PACKAGES=(nghttp2-client h2o prometheus valgrind util-linux procps python3-aiosmtpd)
 TEST_PACKAGES+=(v2ray trojan shadowsocks-libev python3-yaml)
 

@@ -541,7 +541,7 @@ int znp_op_delete_admin_node(znp_ctx_t *ctx, const znp_delete_admin_node_request
     json_decref(binding_ids);
     json_decref(diff);
     rc = finish_served(ctx, rc);
-    /* after the commit the kernel is told, best effort */
+    /* after the commit, a best-effort DELETE removes the bindings from the kernel */
     znp_bindings_removal_finish(removal, rc == 0, ctx->request_id);
     return rc;
 }

@@ -37,7 +37,7 @@ test can check the simulator itself is alive. With `paths` given to set_mode (a 
 prefixes such as ("/v1/status",)), the mode applies to those paths only.
 
 Snapshot nodes: protocols upserted with POST /v1/protocols appear in `snapshot.nodes` with
-health "Healthy" unless set_health says otherwise; set_health entries appear whether or not a
+health "Healthy" unless set_health sets another; set_health entries appear whether or not a
 protocol exists.
 
 Auth: with `auth=(ak, sk)` a request must carry "Authorization: Basic base64(ak:sk)"; with

@@ -289,7 +289,7 @@ class SharedLockout(unittest.TestCase):
 
 
 class SharedCodeLimits(unittest.TestCase):
-    """Code-sending limits are counted in PostgreSQL, so a second instance sees the first's sends."""
+    """Code-sending limits are counted in PostgreSQL, so a second instance counts the first's sends."""
 
     def test_cooldown_holds_on_the_other_instance(self):
         email = "cooldown-shared@example.test"
