@@ -59,8 +59,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# free_ports N: N distinct TCP ports on 127.0.0.1 that were free a moment ago
+# (the sockets are held until all are picked, so no port comes twice)
+free_ports() {
+    /usr/bin/python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 # psql_run SQL: run SQL on the embedded cluster as its owner and print the rows
@@ -82,8 +88,7 @@ psql_run() {
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$ZNP_PID/status"; }
 
 # --- server -------------------------------------------------------------------
-PORT=$(free_port)
-GRPC_PORT=$(free_port)
+read -r PORT GRPC_PORT <<<"$(free_ports 2)"
 MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 cat >"$WORK/znp.yaml" <<EOF
 server:

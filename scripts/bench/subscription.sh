@@ -86,12 +86,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# free_ports N: N distinct TCP ports on 127.0.0.1 that were free a moment ago
+# (the sockets are held until all are picked, so no port comes twice)
+free_ports() {
+    /usr/bin/python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
-ZNP_PORT=$(free_port)
-GRPC_PORT=$(free_port)
+read -r ZNP_PORT GRPC_PORT <<<"$(free_ports 2)"
 MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 cat >"$WORK/znp.yaml" <<EOF
 server:
@@ -185,7 +190,7 @@ STATIC_URL=""
 if command -v h2o >/dev/null; then
     mkdir -p "$WORK/www"
     curl -fsS -A "$AGENT" "$FIRST_URL" -o "$WORK/www/file"
-    H2O_PORT=$(free_port)
+    H2O_PORT=$(free_ports 1)
     {
         [ "$(id -u)" -eq 0 ] && echo "user: root" # else h2o drops to nobody and cannot write its pid file
         cat <<EOF

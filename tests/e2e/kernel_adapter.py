@@ -123,11 +123,22 @@ def bad_request(message):
 # sockets and processes
 # --------------------------------------------------------------------------
 
+# ports this process has handed out: two binds to port 0 in a row can get the
+# same port from the kernel once the first socket is closed
+_HANDED_OUT = set()
+
+
 def free_port():
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Return a TCP port on 127.0.0.1 that was free a moment ago and that this
+    process has not handed out before."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no port that was not handed out before after 100 tries")
 
 
 def listening_inodes(port):

@@ -50,15 +50,26 @@ def scaled(seconds):
     return seconds * TIMEOUT_SCALE
 
 
+# ports this process has handed out: two binds to port 0 in a row can get the
+# same port from the kernel once the first socket is closed
+_HANDED_OUT = set()
+
+
 def free_port():
     """Return a TCP port on 127.0.0.1 that was free a moment ago.
 
     The kernel picks it (bind to port 0); Server.start later checks that the
-    port is really held by the znp process it started.
+    port is really held by the znp process it started. A port this process
+    already handed out is never returned again.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no port that was not handed out before after 100 tries")
 
 
 def make_workdir(name):
