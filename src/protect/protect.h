@@ -130,14 +130,23 @@ typedef struct znp_limiter znp_limiter_t;
  * A table of token buckets keyed by up to ZNP_LIMITER_KEY_MAX bytes, split
  * into ZNP_LIMITER_SHARDS shards with one mutex each. It never contains
  * more than `max_keys` buckets (at least one per shard). Inserting into a
- * full shard evicts one of the 8 least recently used buckets that has
- * refilled completely, else the least recently used one. `clock` NULL
- * means CLOCK_MONOTONIC. *out owned.
+ * full shard evicts, among the 8 oldest buckets not taken from since their
+ * insertion or last second chance, one that has refilled completely, else
+ * the oldest of them (second chance: close to least recently used).
+ * `clock` NULL means CLOCK_MONOTONIC. *out owned.
  */
 int znp_limiter_create(znp_limiter_t **out, size_t max_keys, znp_clock_ms_fn clock, void *clock_data);
 /* Take one token from the bucket of `key` (created full when absent). A rate of 0 per minute always allows. */
 void znp_limiter_take(znp_limiter_t *limiter, const void *key, size_t key_len, znp_rate_t rate,
                       znp_rate_verdict_t *out);
+/*
+ * Memory hints for a take of `key` soon, on a table too large for the CPU
+ * caches: _slot starts loading the key's hash slot; _bucket, called later,
+ * starts loading the bucket that slot names (without the lock: a stale
+ * pointer only wastes the hint, as buckets are freed by destroy only).
+ */
+void znp_limiter_prefetch_slot(znp_limiter_t *limiter, const void *key, size_t key_len);
+void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, const void *key, size_t key_len);
 /* Buckets held now. */
 size_t znp_limiter_size(znp_limiter_t *limiter);
 /* Maximum number of buckets in the table. */
