@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SEGMENTS 32 /* more than any route template has */
+#define MAX_SEGMENTS ZNP_ROUTER_MAX_SEGMENTS
 
 typedef struct segment_text {
     const char *text; /* percent-decoded, NUL-terminated, inside znp_route_match_t.buffer */
@@ -18,6 +18,18 @@ static int hex_value(int c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+/* Whether `text` has neither '%' nor a byte of 0x80 or above (nor NUL). */
+static int ascii_without_escapes(const char *text, size_t len)
+{
+    for (size_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)text[k];
+
+        if (c == '%' || c >= 0x80 || c == '\0')
+            return 0;
+    }
+    return 1;
 }
 
 /*
@@ -47,6 +59,15 @@ static int split_path(znp_route_match_t *out, segment_text_t *segments, size_t *
         /* decoding never grows a segment, so len + 1 bytes suffice */
         if (len + 1 > sizeof(out->buffer) - used)
             return ZNP_E_URI_TOO_LONG;
+        if (ascii_without_escapes(start, len)) {
+            /* the common case: nothing to decode, and ASCII is valid UTF-8 */
+            memcpy(dst, start, len);
+            dst[len] = '\0';
+            segments[n++].text = dst;
+            used += len + 1;
+            i += len + 1;
+            continue;
+        }
         for (size_t k = 0; k < len; k++) {
             char c = start[k];
             if (c == '%') {
@@ -77,11 +98,12 @@ static int template_matches(const znp_route_t *route, const segment_text_t *segm
 {
     if (route->segment_count != count)
         return 0;
-    for (size_t i = 0; i < count; i++) {
+    /* last segment first: routes share their leading "api", "v1", so the tail tells them apart soonest */
+    for (size_t i = count; i-- > 0;) {
         const znp_segment_t *seg = &route->segments[i];
         switch (seg->kind) {
         case ZNP_SEG_STATIC:
-            if (strcmp(seg->text, segments[i].text) != 0)
+            if (seg->text[0] != segments[i].text[0] || strcmp(seg->text, segments[i].text) != 0)
                 return 0;
             break;
         case ZNP_SEG_PARAM:
@@ -147,8 +169,13 @@ static void build_allow(znp_route_match_t *out, const char **methods, size_t cou
     }
 }
 
-int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
-                     const char *path, size_t path_len, const char *admin_prefix)
+/*
+ * Match against the routes of `routes` at positions order[0 .. count), or
+ * against routes[0 .. count) when `order` is NULL, in that order.
+ */
+static int match_among(znp_route_match_t *out, const znp_route_t *routes, const unsigned short *order,
+                       const unsigned short *group_from, size_t route_count, const char *method, const char *path,
+                       size_t path_len, const char *admin_prefix)
 {
     segment_text_t segments[MAX_SEGMENTS];
     size_t segment_count = 0, allowed_count = 0;
@@ -165,8 +192,14 @@ int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t r
     if (rc != 0)
         return rc;
 
-    for (size_t i = 0; i < route_count; i++) {
-        const znp_route_t *route = &routes[i];
+    size_t first = 0, end = route_count;
+
+    if (group_from != NULL) {
+        first = group_from[segment_count];
+        end = group_from[segment_count + 1];
+    }
+    for (size_t i = first; i < end; i++) {
+        const znp_route_t *route = &routes[order != NULL ? order[i] : i];
 
         if (!template_matches(route, segments, segment_count, admin_prefix))
             continue;
@@ -203,4 +236,41 @@ int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t r
         out->param_count++;
     }
     return 0;
+}
+
+int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
+                     const char *path, size_t path_len, const char *admin_prefix)
+{
+    return match_among(out, routes, NULL, NULL, route_count, method, path, path_len, admin_prefix);
+}
+
+int znp_router_index_init(znp_router_index_t *index, const znp_route_t *routes, size_t route_count)
+{
+    size_t at = 0;
+
+    memset(index, 0, sizeof(*index));
+    if (route_count > ZNP_ROUTER_INDEX_MAX)
+        return ZNP_E_INTERNAL;
+    for (size_t i = 0; i < route_count; i++) {
+        if (routes[i].segment_count > MAX_SEGMENTS)
+            return ZNP_E_INTERNAL;
+    }
+    index->routes = routes;
+    index->route_count = route_count;
+    for (size_t n = 0; n <= MAX_SEGMENTS; n++) {
+        index->from[n] = (unsigned short)at;
+        for (size_t i = 0; i < route_count; i++) {
+            if (routes[i].segment_count == n)
+                index->order[at++] = (unsigned short)i;
+        }
+    }
+    index->from[MAX_SEGMENTS + 1] = (unsigned short)at;
+    return 0;
+}
+
+int znp_router_match_indexed(znp_route_match_t *out, const znp_router_index_t *index, const char *method,
+                             const char *path, size_t path_len, const char *admin_prefix)
+{
+    return match_among(out, index->routes, index->order, index->from, index->route_count, method, path, path_len,
+                       admin_prefix);
 }

@@ -62,4 +62,26 @@ typedef struct znp_route_match {
 int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
                      const char *path, size_t path_len, const char *admin_prefix);
 
+#define ZNP_ROUTER_MAX_SEGMENTS 32   /* more than any route template has */
+#define ZNP_ROUTER_INDEX_MAX    1024 /* routes an index can hold */
+
+/*
+ * A route table grouped by segment count: only routes with as many segments
+ * as the path can match it, so a lookup compares those and skips the rest.
+ * Within a group the table order is kept, so the results are the same as
+ * znp_router_match's.
+ */
+typedef struct znp_router_index {
+    const znp_route_t *routes;
+    size_t route_count;
+    unsigned short order[ZNP_ROUTER_INDEX_MAX];       /* positions in `routes`, grouped by segment count */
+    unsigned short from[ZNP_ROUTER_MAX_SEGMENTS + 2]; /* the group of n segments: order[from[n] .. from[n + 1]) */
+} znp_router_index_t;
+
+/* Index `routes` (borrowed; must outlive the index). Returns 0, or ZNP_E_INTERNAL for a table over the limits. */
+int znp_router_index_init(znp_router_index_t *index, const znp_route_t *routes, size_t route_count);
+/* znp_router_match over an index. */
+int znp_router_match_indexed(znp_route_match_t *out, const znp_router_index_t *index, const char *method,
+                             const char *path, size_t path_len, const char *admin_prefix);
+
 #endif

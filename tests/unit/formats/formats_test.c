@@ -1121,6 +1121,83 @@ static void formats__format_names_and_types(void **state)
     assert_string_equal(znp_formats_format_name(ZNP_FORMATS_FORMAT_COUNT), "unknown");
 }
 
+/*
+ * Reference for the one-pass token scan in detect.c: a strstr per token, the
+ * way detection first worked. Returns the rule the precedence table picks
+ * for a lowercase User-Agent without flag, or NULL.
+ */
+static int ref_is_word(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static const char *ref_find(const char *ua, const char *token)
+{
+    size_t len = strlen(token);
+
+    for (const char *p = strstr(ua, token); p != NULL; p = strstr(p + 1, token)) {
+        if ((p == ua || !ref_is_word((unsigned char)p[-1])) && !ref_is_word((unsigned char)p[len]))
+            return p;
+    }
+    return NULL;
+}
+
+static const znp_formats_client_rule_t *ref_rule(const char *ua)
+{
+    size_t count;
+    const znp_formats_client_rule_t *rules = znp_formats_client_rules(&count);
+
+    for (int pass = 0; pass < 2; pass++) {
+        znp_formats_match_t kind = pass == 0 ? ZNP_FORMATS_MATCH_APP : ZNP_FORMATS_MATCH_CORE;
+
+        for (size_t i = 0; i < count; i++) {
+            if (rules[i].kind != kind)
+                continue;
+            for (size_t t = 0; t < ZNP_FORMATS_TOKENS_MAX && rules[i].tokens[t] != NULL; t++) {
+                if (ref_find(ua, rules[i].tokens[t]) != NULL)
+                    return &rules[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+/* 20,000 generated User-Agents of rule tokens, versions, noise and separators: the scan picks the reference's rule. */
+static void formats__detect_scan_matches_reference(void **state)
+{
+    static const char *const noise[] = {"mozilla", "okhttp", "dalvik", "android", "cla", "clashy", "v2", "meta",
+                                        "pro", "box", "sing", "curl", "x", "1.2.3", "v1.19.28"};
+    static const char *const separators[] = {" ", "/", ";", ":", "-", "_", ".", "(", ")", "", "; ", "/v"};
+    size_t count;
+    const znp_formats_client_rule_t *rules = znp_formats_client_rules(&count);
+    const char *tokens[256];
+    size_t token_count = 0;
+    uint32_t seed = 12345;
+
+    (void)state;
+    for (size_t i = 0; i < count; i++)
+        for (size_t t = 0; t < ZNP_FORMATS_TOKENS_MAX && rules[i].tokens[t] != NULL && token_count < 256; t++)
+            tokens[token_count++] = rules[i].tokens[t];
+    for (int n = 0; n < 20000; n++) {
+        char ua[400] = "";
+        size_t used = 0;
+        int parts = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 6;
+        znp_formats_client_t client;
+
+        for (int k = 0; k < parts; k++) {
+            uint32_t r = (seed = seed * 1103515245u + 12345u) >> 8;
+            const char *word = r % 3 == 0 ? noise[r / 3 % (sizeof(noise) / sizeof(noise[0]))] : tokens[r / 3 % token_count];
+            const char *sep = separators[(r >> 12) % (sizeof(separators) / sizeof(separators[0]))];
+
+            used += (size_t)snprintf(ua + used, sizeof(ua) - used, "%s%s", word, sep);
+        }
+        znp_formats_detect(&client, NULL, ua, NULL);
+        if (client.rule != ref_rule(ua))
+            fail_msg("\"%s\": scan picked %s, reference %s", ua, client.rule != NULL ? client.rule->id : "none",
+                     ref_rule(ua) != NULL ? ref_rule(ua)->id : "none");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1145,6 +1222,7 @@ int main(void)
         cmocka_unit_test(formats__uri_parser_rejects_malformed),
         cmocka_unit_test(formats__uri_parser_accepts_valid),
         cmocka_unit_test(formats__detect_user_agent_table),
+        cmocka_unit_test(formats__detect_scan_matches_reference),
         cmocka_unit_test(formats__detect_gates_on_core_version),
         cmocka_unit_test(formats__rules_table_complete),
         cmocka_unit_test(formats__version_compare_orders),

@@ -310,6 +310,62 @@ static void router__generated_routes_reachable(void **state)
     }
 }
 
+/* The index gives the same result as the plain table for every route path, method and a few wrong paths. */
+static void router__index_matches_plain_table(void **state)
+{
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    static const char *const extra[] = {"/", "/api", "/api/v1", "/api/v1/nope", "/api/v1/ping/", "//", "/api/v1/%zz"};
+    znp_router_index_t *index = malloc(sizeof(*index));
+    size_t checked = 0;
+
+    (void)state;
+    assert_non_null(index);
+    assert_int_equal(znp_router_index_init(index, znp_routes, znp_route_count), 0);
+    for (size_t i = 0; i < znp_route_count + sizeof(extra) / sizeof(extra[0]); i++) {
+        char path[512] = "";
+        size_t used = 0;
+
+        if (i < znp_route_count) {
+            const znp_route_t *r = &znp_routes[i];
+
+            for (size_t k = 0; k < r->segment_count; k++) {
+                const znp_segment_t *seg = &r->segments[k];
+                const char *text = seg->kind == ZNP_SEG_ADMIN_PREFIX ? "panel" : seg->kind == ZNP_SEG_PARAM ? "p1" : seg->text;
+
+                used += (size_t)snprintf(path + used, sizeof(path) - used, "/%s", text);
+            }
+            if (r->segment_count == 0)
+                snprintf(path, sizeof(path), "/");
+        } else {
+            snprintf(path, sizeof(path), "%s", extra[i - znp_route_count]);
+        }
+        for (size_t k = 0; k < sizeof(methods) / sizeof(methods[0]); k++) {
+            znp_route_match_t plain, indexed;
+            int rc_plain = znp_router_match(&plain, znp_routes, znp_route_count, methods[k], path, strlen(path), "panel");
+            int rc_indexed = znp_router_match_indexed(&indexed, index, methods[k], path, strlen(path), "panel");
+
+            if (rc_plain != rc_indexed || plain.route != indexed.route || strcmp(plain.allow, indexed.allow) != 0 ||
+                plain.param_count != indexed.param_count)
+                fail_msg("%s %s: plain rc %d route %p allow \"%s\", indexed rc %d route %p allow \"%s\"", methods[k],
+                         path, rc_plain, (const void *)plain.route, plain.allow, rc_indexed,
+                         (const void *)indexed.route, indexed.allow);
+            checked++;
+        }
+    }
+    assert_true(checked > znp_route_count * 7);
+    free(index);
+}
+
+static void router__index_rejects_oversized_tables(void **state)
+{
+    znp_router_index_t *index = malloc(sizeof(*index));
+
+    (void)state;
+    assert_non_null(index);
+    assert_int_equal(znp_router_index_init(index, znp_routes, ZNP_ROUTER_INDEX_MAX + 1), ZNP_E_INTERNAL);
+    free(index);
+}
+
 static void router__generated_operations_consistent(void **state)
 {
     (void)state;
@@ -424,6 +480,8 @@ int main(void)
         cmocka_unit_test(router__empty_table_not_found),
         cmocka_unit_test(router__generated_table_matches),
         cmocka_unit_test(router__generated_routes_reachable),
+        cmocka_unit_test(router__index_matches_plain_table),
+        cmocka_unit_test(router__index_rejects_oversized_tables),
         cmocka_unit_test(router__generated_operations_consistent),
         cmocka_unit_test(router__generated_patterns_compile),
         cmocka_unit_test(router__generated_schema_decodes),
