@@ -13,7 +13,7 @@
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
  * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml, spec/schemas/templates.yaml,
  * spec/schemas/traffic.yaml, spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash
- * 9b49ee0c11fa); template openapi.gen.c.j2. Do not edit.
+ * 0abe3d3147b9); template openapi.gen.c.j2. Do not edit.
  */
 #include "openapi.gen.h"
 
@@ -7112,7 +7112,7 @@ const char znp_openapi_json[] =
     "    },\n"
     "    \"/api/v1/subscriptions/{token}\": {\n"
     "      \"get\": {\n"
-    "        \"description\": \"Public: the token in the path is the credential. The format comes from\\nthe flag (or format) query parameter, else from the User-Agent\\ndetection table (docs/clients.md); a browser gets a short HTML page\\nthat explains how to import the URL instead of nodes. The body is the\\nfile itself with the format's content type, a strong ETag (SHA-256 of\\nthe body; If-None-Match answers 304), subscription-userinfo,\\nprofile-update-interval and a content-disposition naming the site.\\nA client whose Accept-Encoding allows gzip gets a file of 1 KiB or\\nmore gzip-compressed, with its own ETag ending in \\\"-gzip\\\"; either tag\\nanswers 304, and every answer carries Vary: Accept-Encoding.\\nAn expired, disabled or quota-exhausted subscription still gets a\\nvalid file holding one informational entry that names the reason. An\\nunknown token answers 404 in the error envelope. Besides the per-IP\\nlimit, each token may be fetched 30 times a minute (burst 30); more\\nanswers 429 with Retry-After.\\n\",\n"
+    "        \"description\": \"Public: the token in the path is the credential. The format comes from\\nthe flag (or format) query parameter, else from the User-Agent\\ndetection table (docs/clients.md); a browser gets a short HTML page\\nthat explains how to import the URL instead of nodes. The body is the\\nfile itself with the format's content type, a strong ETag (the first\\n128 bits of the body's SHA-256 in base64url; If-None-Match answers\\n304), subscription-userinfo,\\nprofile-update-interval and a content-disposition naming the site.\\nA client whose Accept-Encoding allows gzip gets a file of 1 KiB or\\nmore gzip-compressed, with its own ETag ending in \\\"-gzip\\\"; either tag\\nanswers 304, and every answer carries Vary: Accept-Encoding.\\nAn expired, disabled or quota-exhausted subscription still gets a\\nvalid file holding one informational entry that names the reason. An\\nunknown token answers 404 in the error envelope. Besides the per-IP\\nlimit, each token may be fetched 30 times a minute (burst 30); more\\nanswers 429 with Retry-After.\\n\",\n"
     "        \"operationId\": \"download_subscription\",\n"
     "        \"parameters\": [\n"
     "          {\n"

@@ -13,7 +13,7 @@
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
  * spec/schemas/system.yaml, spec/schemas/templates.yaml, spec/schemas/traffic.yaml,
- * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 4a0d0634d6ec); template
+ * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 6b34a6f3b52c); template
  * operations.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_OPERATIONS_H

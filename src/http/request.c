@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -277,9 +278,10 @@ static void attach_buffer(h2o_req_t *req, char *buffer)
     *holder = buffer;
 }
 
+/* `name` is lowercase. A name in h2o's token table is added as that token, which HPACK sends as a static-table index. */
 static void add_header(h2o_req_t *req, const char *name, size_t name_len, const char *value, size_t value_len)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, NULL, value, value_len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 1, NULL, value, value_len);
 }
 
 /* Send `body` (static, or owned by the request's pool) with the given status and content type. */
@@ -945,7 +947,10 @@ static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_m
         hold->ref = response.ref;
     }
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    znp_http__add_stream_headers(req, response.headers, response.headers_len);
+    if (response.release != NULL)
+        znp_http__add_held_headers(req, response.headers, response.headers_len);
+    else
+        znp_http__add_stream_headers(req, response.headers, response.headers_len);
     znp_http__send_body(req, response.status == 304 ? 304 : 200, response.content_type,
                         h2o_iovec_init(response.body, response.len));
     return 1;
@@ -1128,6 +1133,23 @@ static int serve_special(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t 
     return 1;
 }
 
+static znp_router_index_t route_index;
+static pthread_once_t route_index_once = PTHREAD_ONCE_INIT;
+static int route_index_ready;
+
+static void build_route_index(void)
+{
+    route_index_ready = znp_router_index_init(&route_index, znp_routes, znp_route_count) == 0;
+}
+
+static int match_route(znp_route_match_t *match, const char *method, h2o_iovec_t path, const char *admin_prefix)
+{
+    pthread_once(&route_index_once, build_route_index);
+    if (route_index_ready)
+        return znp_router_match_indexed(match, &route_index, method, path.base, path.len, admin_prefix);
+    return znp_router_match(match, znp_routes, znp_route_count, method, path.base, path.len, admin_prefix);
+}
+
 static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t path)
 {
     znp_http_server_t *server = state->loop->server;
@@ -1143,8 +1165,7 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
         method[0] = '\0';
     }
 
-    rc = znp_router_match(&match, znp_routes, znp_route_count, method, path.base, path.len,
-                          server->config->server.admin_prefix);
+    rc = match_route(&match, method, path, server->config->server.admin_prefix);
     if (rc == ZNP_E_METHOD_NOT_ALLOWED && strcmp(method, "OPTIONS") == 0) {
         /* no operation takes OPTIONS: list the methods the path has (CORS preflights were answered before) */
         char allow[sizeof(match.allow) + 16];
@@ -1187,9 +1208,12 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
 static h2o_iovec_t target_path(h2o_req_t *req)
 {
     h2o_iovec_t path = h2o_iovec_init(req->path.base, req->query_at != SIZE_MAX ? req->query_at : req->path.len);
-    size_t scheme_end = h2o_strstr(path.base, path.len, H2O_STRLIT("://"));
+    size_t scheme_end;
 
-    if (path.len == 0 || path.base[0] == '/' || scheme_end == SIZE_MAX)
+    if (path.len == 0 || path.base[0] == '/')
+        return path;
+    scheme_end = h2o_strstr(path.base, path.len, H2O_STRLIT("://"));
+    if (scheme_end == SIZE_MAX)
         return path;
     for (size_t i = scheme_end + 3; i < path.len; i++) {
         if (path.base[i] == '/')

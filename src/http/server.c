@@ -267,7 +267,8 @@ static void configure_h2o(znp_http_server_t *server)
 
     h2o_config_init(&server->globalconf);
     server->globalconf_ready = 1;
-    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("znp"));
+    /* no Server header: it names the software to scanners and costs HPACK work on each response */
+    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT(""));
     server->globalconf.max_request_entity_size = server->max_body_bytes + H2O_BODY_MARGIN_BYTES;
     if (config->read_timeout_ms > 0) {
         /* HTTP/1: headers and body of a request, and the keep-alive wait for the next one */

@@ -474,8 +474,7 @@ static void start_response(stream_t *stream)
     if (stream->filename != NULL) {
         h2o_iovec_t value = znp_http__attachment_header(req, stream->filename);
 
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-disposition"), 0, NULL, value.base,
-                              value.len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL, value.base, value.len);
     }
     znp_http__add_stream_headers(req, stream->headers, stream->headers_len);
     h2o_start_response(req, &generator->super);
@@ -539,7 +538,8 @@ h2o_iovec_t znp_http__attachment_header(h2o_req_t *req, const char *filename)
     return h2o_iovec_init(value, len);
 }
 
-void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len)
+/* Add headers from a block of name NUL value NUL ... (lowercase names); `copy` copies them into the request's pool. */
+static void add_header_block(h2o_req_t *req, const char *headers, size_t len, int copy)
 {
     size_t at = 0;
 
@@ -548,11 +548,23 @@ void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t le
         size_t name_len = strlen(name);
         const char *value = name + name_len + 1;
         size_t value_len = strlen(value);
-        h2o_iovec_t name_copy = h2o_strdup(&req->pool, name, name_len);
-        h2o_iovec_t value_copy = h2o_strdup(&req->pool, value, value_len);
 
-        h2o_add_header_by_str(&req->pool, &req->res.headers, name_copy.base, name_copy.len, 0, NULL, value_copy.base,
-                              value_copy.len);
         at += name_len + value_len + 2;
+        if (copy) {
+            name = h2o_strdup(&req->pool, name, name_len).base;
+            value = h2o_strdup(&req->pool, value, value_len).base;
+        }
+        /* a name in h2o's token table is added as that token, which HPACK sends as a static-table index */
+        h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 1, NULL, value, value_len);
     }
+}
+
+void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len)
+{
+    add_header_block(req, headers, len, 1);
+}
+
+void znp_http__add_held_headers(h2o_req_t *req, const char *headers, size_t len)
+{
+    add_header_block(req, headers, len, 0);
 }
