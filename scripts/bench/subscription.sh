@@ -32,8 +32,10 @@
 #          (2 threads) from its file handler: the rate this machine reaches
 #          for a body of that size. Skipped when h2o is not installed.
 # For each phase it prints req/s, p99 latency (from h2load's per-request log),
-# failed requests and znp's RSS; for the cold phase also znp's CPU time per
-# request, which bounds the render CPU of one file. Everything it started is
+# failed requests, znp's RSS, and the CPU time per request of znp and of the
+# h2load processes (user plus system, from /proc; both share the cores, so
+# either one's CPU limits the rate). For the cold phase it also prints znp's
+# CPU time per request in ms, which bounds the render CPU of one file. Everything it started is
 # stopped when it exits; ZNP_BENCH_KEEP=1 keeps its work directory.
 set -euo pipefail
 
@@ -223,16 +225,23 @@ fi
 
 # --- load ---------------------------------------------------------------------
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$ZNP_PID/stat"; }
+# CPU ticks of this shell's children that have ended and been waited for (the h2load processes)
+children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$ZNP_PID/status"; }
+
+# per_request_us TICKS REQUESTS: CPU microseconds per request
+per_request_us() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }'; }
 
 # phase NAME N URLFILE [h2load options...]: send N requests over the URLs of URLFILE from $CLIENTS
 # parallel one-connection h2load processes. Prints one result line and sets ${NAME}_rps.
 phase() {
-    local name=$1 n=$2 urls=$3 i start end rps failed p99 codes total ok per pids=()
+    local name=$1 n=$2 urls=$3 i start end rps failed p99 codes total ok per pids=() z0 z1 c0 c1
     shift 3
     rm -f "$WORK"/part.* "$WORK"/h2load.*
     split -n "r/$CLIENTS" -d "$urls" "$WORK/part."
     per=$((n / CLIENTS))
+    z0=$(cpu_ticks)
+    c0=$(children_ticks)
     start=$(date +%s.%N)
     i=0
     for part in "$WORK"/part.*; do
@@ -243,6 +252,8 @@ phase() {
     done
     wait "${pids[@]}" || true
     end=$(date +%s.%N)
+    z1=$(cpu_ticks)
+    c1=$(children_ticks)
     total=$(cat "$WORK"/h2load.log.* | wc -l)
     ok=$(cat "$WORK"/h2load.log.* | awk -F'\t' '$2 == 200 || $2 == 304' | wc -l)
     failed=$((total < n ? n - total : 0))
@@ -250,8 +261,9 @@ phase() {
     rps=$(awk -v t="$total" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", t / (b - a) }')
     p99=$(cat "$WORK"/h2load.log.* | awk -F'\t' '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", v[i] / 1000 }')
-    printf '%-6s %8d req  %8d req/s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  (%s)\n' "$name" "$total" \
-        "$rps" "$p99" "$((total - ok))" "$failed" $(($(rss_kib) / 1024)) "${codes% }"
+    printf '%-6s %8d req  %8d req/s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  CPU/req znp %s h2load %s us  (%s)\n' \
+        "$name" "$total" "$rps" "$p99" "$((total - ok))" "$failed" $(($(rss_kib) / 1024)) \
+        "$(per_request_us $((z1 - z0)) "$total")" "$(per_request_us $((c1 - c0)) "$total")" "${codes% }"
     eval "${name}_rps=$rps"
 }
 
