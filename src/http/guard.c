@@ -29,6 +29,12 @@ static void add_header(h2o_req_t *req, const char *name, size_t name_len, const 
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 1, NULL, value, value_len);
 }
 
+/* Add a header whose name is not in h2o's token table, without the lookup (these go on every response). */
+static void add_plain_header(h2o_req_t *req, const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 0, NULL, value, value_len);
+}
+
 static void add_number_header(h2o_req_t *req, const char *name, size_t name_len, uint32_t value)
 {
     char *text = h2o_mem_alloc_pool(&req->pool, 12);
@@ -266,12 +272,12 @@ void znp_http__guard_headers(h2o_req_t *req, znp_http_server_t *server, const zn
      * replaces it in current browsers, and every header costs HPACK work on
      * each response.
      */
-    add_header(req, H2O_STRLIT("x-content-type-options"), H2O_STRLIT("nosniff"));
-    add_header(req, H2O_STRLIT("referrer-policy"), H2O_STRLIT("no-referrer"));
+    add_plain_header(req, H2O_STRLIT("x-content-type-options"), H2O_STRLIT("nosniff"));
+    add_plain_header(req, H2O_STRLIT("referrer-policy"), H2O_STRLIT("no-referrer"));
     if (docs)
-        add_header(req, H2O_STRLIT("content-security-policy"), docs_csp, sizeof(docs_csp) - 1);
+        add_plain_header(req, H2O_STRLIT("content-security-policy"), docs_csp, sizeof(docs_csp) - 1);
     else
-        add_header(req, H2O_STRLIT("content-security-policy"), api_csp, sizeof(api_csp) - 1);
+        add_plain_header(req, H2O_STRLIT("content-security-policy"), api_csp, sizeof(api_csp) - 1);
     if (hsts > 0 && req->scheme == &H2O_URL_SCHEME_HTTPS) {
         char *value = h2o_mem_alloc_pool(&req->pool, 32);
         int len = snprintf(value, 32, "max-age=%u", hsts);

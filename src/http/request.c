@@ -418,7 +418,9 @@ static void on_request_setup_ostream(h2o_req_prefilter_t *self, h2o_req_t *req, 
 {
     znp_http_request_t *state = (znp_http_request_t *)self;
 
-    add_header(req, H2O_STRLIT("x-request-id"), state->request_id, strlen(state->request_id));
+    /* not in h2o's token table, so no lookup */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, state->request_id,
+                          strlen(state->request_id));
     znp_http__guard_headers(req, state->loop->server, &state->guard);
     h2o_setup_next_prefilter(self, req, slot);
 }
@@ -1359,7 +1361,7 @@ static void on_error_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostre
     }
     assign_request_id(request_id, req);
     id = h2o_strdup(&req->pool, request_id, SIZE_MAX);
-    add_header(req, H2O_STRLIT("x-request-id"), id.base, id.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, id.base, id.len);
     znp_http__guard_headers(req, znp_http__loop_of(req)->server, NULL);
 
     if (req->res.status == 413) {
