@@ -13,7 +13,7 @@
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
  * spec/schemas/system.yaml, spec/schemas/templates.yaml, spec/schemas/traffic.yaml,
- * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 6b34a6f3b52c); template
+ * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 97508067f8a8); template
  * operations.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_OPERATIONS_H
@@ -600,7 +600,8 @@ int znp_op_get_user_subscription_traffic(znp_ctx_t *ctx,
  * Errors: ZNP_E_INVALID_JSON (400001), ZNP_E_VALIDATION_FAILED (400002), ZNP_E_BODY_REQUIRED
  * (400004), ZNP_E_UNAUTHENTICATED (401001), ZNP_E_TOKEN_INVALID (401002),
  * ZNP_E_WEBHOOK_UNAUTHENTICATED (401170), ZNP_E_FORBIDDEN (403001), ZNP_E_NOT_FOUND (404002),
- * ZNP_E_BODY_TOO_LARGE (413001), ZNP_E_UNSUPPORTED_MEDIA_TYPE (415001).
+ * ZNP_E_BODY_TOO_LARGE (413001), ZNP_E_UNSUPPORTED_MEDIA_TYPE (415001), ZNP_E_TOO_MANY_REQUESTS
+ * (429001).
  */
 int znp_op_kernel_node_event(znp_ctx_t *ctx,
                              const znp_kernel_node_event_request_t *req,
@@ -613,7 +614,8 @@ int znp_op_kernel_node_event(znp_ctx_t *ctx,
  * Errors: ZNP_E_INVALID_JSON (400001), ZNP_E_VALIDATION_FAILED (400002), ZNP_E_BODY_REQUIRED
  * (400004), ZNP_E_UNAUTHENTICATED (401001), ZNP_E_TOKEN_INVALID (401002),
  * ZNP_E_WEBHOOK_UNAUTHENTICATED (401170), ZNP_E_FORBIDDEN (403001), ZNP_E_NOT_FOUND (404002),
- * ZNP_E_BODY_TOO_LARGE (413001), ZNP_E_UNSUPPORTED_MEDIA_TYPE (415001).
+ * ZNP_E_BODY_TOO_LARGE (413001), ZNP_E_UNSUPPORTED_MEDIA_TYPE (415001), ZNP_E_TOO_MANY_REQUESTS
+ * (429001).
  */
 int znp_op_kernel_report_traffic(znp_ctx_t *ctx,
                                  const znp_kernel_report_traffic_request_t *req,
@@ -625,7 +627,7 @@ int znp_op_kernel_report_traffic(znp_ctx_t *ctx,
  * Tag kernel, access public, success 200.
  * Errors: ZNP_E_INVALID_JSON (400001), ZNP_E_VALIDATION_FAILED (400002), ZNP_E_BODY_REQUIRED
  * (400004), ZNP_E_WEBHOOK_UNAUTHENTICATED (401170), ZNP_E_NOT_FOUND (404002), ZNP_E_BODY_TOO_LARGE
- * (413001), ZNP_E_UNSUPPORTED_MEDIA_TYPE (415001).
+ * (413001), ZNP_E_UNSUPPORTED_MEDIA_TYPE (415001), ZNP_E_TOO_MANY_REQUESTS (429001).
  */
 int znp_op_kernel_service_event(znp_ctx_t *ctx,
                                 const znp_kernel_service_event_request_t *req,

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/context.h"
 #include "core/error.h"
 
 /* Hash `password` with argon2id and the configured costs into `out` (PHC string). */
@@ -35,5 +36,18 @@ int znp_auth_create_admin(PGconn *db, const znp_config_t *config, const char *em
  * Thread-safe.
  */
 void znp_auth_set_site_require_admin_mfa(int required);
+
+/*
+ * Failed attempts per client IP and scope ("login" or "callback") in a
+ * fixed window of `window_s` seconds, counted in PostgreSQL so that the
+ * limit holds across instances. znp_ip_failures_check returns 0, or
+ * ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set to the seconds left
+ * in a window that has `limit` failures, or a database error; call it before
+ * verifying anything. znp_ip_failures_record counts one failure and returns
+ * the count in the window (0 when it could not count; it logs the error).
+ * Both do nothing when `limit` or `window_s` is 0 or the client IP is unknown.
+ */
+int znp_ip_failures_check(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
+int64_t znp_ip_failures_record(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
 
 #endif

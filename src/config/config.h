@@ -105,6 +105,8 @@ typedef struct znp_config_webhook {
     char *shared_token;         /* X-ZNP-Webhook-Token of kernel callbacks; NULL = unset. Env: ZNP_WEBHOOK_SHARED_TOKEN */
     char *signing_secret;       /* HMAC-SHA256 key of signed kernel callbacks; NULL = unset. Env: ZNP_WEBHOOK_SIGNING_SECRET */
     uint32_t signature_tolerance_s; /* accepted clock skew of a signature timestamp; default 300 */
+    uint32_t ip_failure_limit;    /* callbacks with wrong credentials per client IP per window, all instances; default 20; 0 = off */
+    uint32_t ip_failure_window_s; /* default 600 */
 } znp_config_webhook_t;
 
 typedef struct znp_config_kernel {

@@ -151,6 +151,8 @@ static const cyaml_schema_field_t webhook_fields[] = {
     STRING_FIELD("shared_token", znp_config_webhook_t, shared_token),
     STRING_FIELD("signing_secret", znp_config_webhook_t, signing_secret),
     CYAML_FIELD_UINT("signature_tolerance_s", CYAML_FLAG_OPTIONAL, znp_config_webhook_t, signature_tolerance_s),
+    CYAML_FIELD_UINT("ip_failure_limit", CYAML_FLAG_OPTIONAL, znp_config_webhook_t, ip_failure_limit),
+    CYAML_FIELD_UINT("ip_failure_window_s", CYAML_FLAG_OPTIONAL, znp_config_webhook_t, ip_failure_window_s),
     CYAML_FIELD_END,
 };
 
@@ -382,6 +384,8 @@ static const struct key_meta {
     {"webhook.shared_token", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
     {"webhook.signing_secret", NULL, CONFIG_NULLABLE | CONFIG_SECRET},
     {"webhook.signature_tolerance_s", "300", 0},
+    {"webhook.ip_failure_limit", "20", 0},
+    {"webhook.ip_failure_window_s", "600", 0},
     {"kernel.callback_base_url", NULL, CONFIG_NULLABLE},
     {"mail.smtp_url", NULL, CONFIG_NULLABLE},
     {"mail.starttls", "required", 0},

@@ -460,6 +460,9 @@ static int check_panel_and_kernel(const znp_config_t *config, znp_config_error_t
         return fail(err, config, "panel.time_zone", "unknown time zone \"%.64s\" for panel.time_zone", tz);
     if (config->webhook.signature_tolerance_s < 1 || config->webhook.signature_tolerance_s > 86400)
         return fail(err, config, "webhook.signature_tolerance_s", "webhook.signature_tolerance_s must be from 1 to 86400");
+    if (config->webhook.ip_failure_limit > 0 && config->webhook.ip_failure_window_s == 0)
+        return fail(err, config, "webhook.ip_failure_window_s",
+                    "webhook.ip_failure_window_s must be greater than 0 while webhook.ip_failure_limit is set");
     if (base != NULL && strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)
         return fail(err, config, "kernel.callback_base_url",
                     "invalid value for kernel.callback_base_url: expected http://HOST[:PORT] or https://HOST[:PORT]");

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth/auth.h"
 #include "core/dispatch.h"
 #include "core/log.h"
 #include "errors.gen.h"
@@ -25,13 +26,22 @@ int znp_traffic_webhook_verify(znp_ctx_t *ctx, const char *token, const char *si
         .tolerance_s = config != NULL ? config->webhook.signature_tolerance_s : 0,
     };
     int64_t now = ctx->now != NULL ? ctx->now() : (int64_t)time(NULL);
+    uint32_t limit = config != NULL ? config->webhook.ip_failure_limit : 0;
+    uint32_t window_s = config != NULL ? config->webhook.ip_failure_window_s : 0;
     const char *reason = "";
     int rc;
 
+    /* an address that sent too many bad callbacks is refused before any credential is checked, on every instance */
+    rc = znp_ip_failures_check(ctx, "callback", limit, window_s);
+    if (rc != 0)
+        return rc;
     rc = traffic__webhook_check(&keys, now, token, signature, body, body_len, &reason);
     if (rc != 0) {
-        ZNP_WARN(TRAFFIC_LOG_TAG, ctx->request_id, "kernel callback rejected: client=%s reason=\"%s\"",
-                 ctx->client_ip != NULL ? ctx->client_ip : "", reason);
+        int64_t failures = znp_ip_failures_record(ctx, "callback", limit, window_s);
+
+        ZNP_WARN(TRAFFIC_LOG_TAG, ctx->request_id,
+                 "kernel callback rejected: client=%s reason=\"%s\" failures_in_window=%lld",
+                 ctx->client_ip != NULL ? ctx->client_ip : "", reason, (long long)failures);
         return znp_error_set(ctx->err, rc, NULL, "%s", reason);
     }
     return 0;

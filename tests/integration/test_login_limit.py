@@ -1,4 +1,4 @@
-"""The per-client-IP sign-in limit, counted in PostgreSQL over two instances.
+"""The per-client-IP limits of sign-ins and kernel callbacks, counted in PostgreSQL over two instances.
 
 Instance A runs the embedded cluster; instance B is a second `znp serve` on
 A's DSN with the same token keys. auth.ip_failure_limit is 4 per 60 s and the
@@ -6,6 +6,8 @@ per-account lockout is out of reach, so only the IP limit can return 429.
 Each request leaves from a chosen loopback address (127.0.9.x): failures from
 one address, split over A and B, limit that address on both instances, for
 every account and for the MFA step, while another address still signs in.
+Kernel callbacks with wrong webhook credentials are limited the same way
+(webhook.ip_failure_limit 3 per 60 s), in their own scope.
 Run alone: /usr/bin/python3 tests/integration/run.py test_login_limit
 """
 
@@ -23,6 +25,10 @@ WRONG = "wrong-pass-0Xx0"
 LIMITED_IP = "127.0.9.1"
 FREE_IP = "127.0.9.2"
 FRESH_IP = "127.0.9.3"
+CALLBACK_LIMIT = 3
+CALLBACK_TOKEN = "callback-limit-token-7c1d"
+CALLBACK_IP = "127.0.9.4"
+CALLBACK_FREE_IP = "127.0.9.5"
 
 first = second = None
 
@@ -48,6 +54,25 @@ def login(srv, source_ip, email, password):
     return call(srv, source_ip, "/api/v1/auth/login", {"email": email, "password": password})
 
 
+def callback(srv, source_ip, token):
+    """POST an empty kernel event to `srv` from `source_ip` with webhook token `token` (None: no header)."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=harness.scaled(20),
+                                      source_address=(source_ip, 0))
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["X-ZNP-Webhook-Token"] = token
+    try:
+        conn.request("POST", "/api/v1/kernel/events", body=b"{}", headers=headers)
+        res = conn.getresponse()
+        raw = res.read()
+        response_headers = {}
+        for name, value in res.getheaders():
+            response_headers.setdefault(name.lower(), []).append(value)
+    finally:
+        conn.close()
+    return harness.Response(res.status, response_headers, raw, "1.1")
+
+
 def psql(sql):
     return harness.EmbeddedCluster(first.data_dir).psql(sql, database=first.database_name()).strip()
 
@@ -55,7 +80,9 @@ def psql(sql):
 def setUpModule():
     global first, second
     common = {"auth": {"lockout_max_attempts": 1000, "lockout_minutes": 15,
-                       "ip_failure_limit": LIMIT, "ip_failure_window_s": WINDOW_S}}
+                       "ip_failure_limit": LIMIT, "ip_failure_window_s": WINDOW_S},
+              "webhook": {"shared_token": CALLBACK_TOKEN, "ip_failure_limit": CALLBACK_LIMIT,
+                          "ip_failure_window_s": WINDOW_S}}
     first = harness.Server("login-limit-a", config=common)
     second = None
     try:
@@ -97,7 +124,7 @@ class IpLimit(unittest.TestCase):
             res = login(first if i % 2 else second, LIMITED_IP, emails[i], WRONG)
             self.assertEqual(res.status, 401, res)
             self.assertEqual(res.json()["error"], "invalid_credentials")
-        self.assertEqual(psql("SELECT failures FROM login_ip_failures WHERE ip = '%s'" % LIMITED_IP), str(LIMIT))
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % LIMITED_IP), str(LIMIT))
 
         # both instances refuse the address, for every account, even with the right password
         for srv in (first, second):
@@ -107,7 +134,7 @@ class IpLimit(unittest.TestCase):
             self.assert_limited(call(srv, LIMITED_IP, "/api/v1/auth/login/mfa",
                                      {"mfa_token": "not-a-token", "code": "123456"}))
         # refused attempts are not counted, and the per-account lockout saw only wrong passwords
-        self.assertEqual(psql("SELECT failures FROM login_ip_failures WHERE ip = '%s'" % LIMITED_IP), str(LIMIT))
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % LIMITED_IP), str(LIMIT))
         self.assertEqual(psql("SELECT failed_login_attempts FROM users WHERE email = '%s'" % USER[0]), "2")
 
         # another address signs in on both instances
@@ -121,15 +148,50 @@ class IpLimit(unittest.TestCase):
                          LIMITED_IP)
 
         # once the window has ended the address signs in again
-        psql("UPDATE login_ip_failures SET window_start = now() - interval '%d seconds'"
-             " WHERE ip = '%s'" % (WINDOW_S + 1, LIMITED_IP))
+        psql("UPDATE ip_failures SET window_start = now() - interval '%d seconds'"
+             " WHERE scope = 'login' AND ip = '%s'" % (WINDOW_S + 1, LIMITED_IP))
         res = login(second, LIMITED_IP, USER[0], USER[1])
         self.assertEqual(res.status, 200, res)
 
         # a new window elsewhere deletes the rows of ended windows
         self.assertEqual(login(first, FRESH_IP, USER[0], WRONG).status, 401)
-        self.assertEqual(psql("SELECT count(*) FROM login_ip_failures WHERE ip = '%s'" % LIMITED_IP), "0")
-        self.assertEqual(psql("SELECT failures FROM login_ip_failures WHERE ip = '%s'" % FRESH_IP), "1")
+        self.assertEqual(psql("SELECT count(*) FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % LIMITED_IP), "0")
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % FRESH_IP), "1")
+
+
+class CallbackLimit(unittest.TestCase):
+    def test_bad_callbacks_over_two_instances_limit_the_address(self):
+        # wrong and missing tokens, split over both instances
+        for i in range(CALLBACK_LIMIT):
+            res = callback(first if i % 2 else second, CALLBACK_IP, "wrong-token" if i % 2 else None)
+            self.assertEqual(res.status, 401, res)
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'callback' AND ip = '%s'"
+                              % CALLBACK_IP), str(CALLBACK_LIMIT))
+
+        # both instances refuse the address before checking the token, even the right one
+        for srv in (first, second):
+            for token in ("wrong-token", CALLBACK_TOKEN):
+                res = callback(srv, CALLBACK_IP, token)
+                self.assertEqual(res.status, 429, res)
+                self.assertEqual(res.json()["error"], "too_many_requests")
+                retry = int(res.header("retry-after"))
+                self.assertTrue(1 <= retry <= WINDOW_S, retry)
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'callback' AND ip = '%s'"
+                              % CALLBACK_IP), str(CALLBACK_LIMIT))
+
+        # another address passes the check with the right token on both instances
+        for srv in (first, second):
+            res = callback(srv, CALLBACK_FREE_IP, CALLBACK_TOKEN)
+            self.assertNotIn(res.status, (401, 429), res)
+
+        # the limited address can still sign in: the scopes are counted apart
+        self.assertEqual(login(first, CALLBACK_IP, USER[0], USER[1]).status, 200)
+
+        # once the window has ended the right token passes again
+        psql("UPDATE ip_failures SET window_start = now() - interval '%d seconds'"
+             " WHERE scope = 'callback' AND ip = '%s'" % (WINDOW_S + 1, CALLBACK_IP))
+        res = callback(second, CALLBACK_IP, CALLBACK_TOKEN)
+        self.assertNotIn(res.status, (401, 429), res)
 
 
 if __name__ == "__main__":
