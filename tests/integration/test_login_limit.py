@@ -33,21 +33,24 @@ CALLBACK_FREE_IP = "127.0.9.5"
 first = second = None
 
 
-def call(srv, source_ip, path, body):
-    """One HTTP/1.1 POST of `body` to `srv` from `source_ip`; returns a harness.Response."""
+def post(srv, source_ip, path, raw, headers):
+    """One HTTP/1.1 POST of the bytes `raw` to `srv` from `source_ip`; returns a harness.Response."""
     conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=harness.scaled(20),
                                       source_address=(source_ip, 0))
     try:
-        conn.request("POST", path, body=json.dumps(body).encode("utf-8"),
-                     headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=raw, headers=dict(headers, **{"Content-Type": "application/json"}))
         res = conn.getresponse()
-        raw = res.read()
-        headers = {}
+        raw_response = res.read()
+        response_headers = {}
         for name, value in res.getheaders():
-            headers.setdefault(name.lower(), []).append(value)
+            response_headers.setdefault(name.lower(), []).append(value)
     finally:
         conn.close()
-    return harness.Response(res.status, headers, raw, "1.1")
+    return harness.Response(res.status, response_headers, raw_response, "1.1")
+
+
+def call(srv, source_ip, path, body):
+    return post(srv, source_ip, path, json.dumps(body).encode("utf-8"), {})
 
 
 def login(srv, source_ip, email, password):
@@ -56,21 +59,8 @@ def login(srv, source_ip, email, password):
 
 def callback(srv, source_ip, token):
     """POST an empty kernel event to `srv` from `source_ip` with webhook token `token` (None: no header)."""
-    conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=harness.scaled(20),
-                                      source_address=(source_ip, 0))
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["X-ZNP-Webhook-Token"] = token
-    try:
-        conn.request("POST", "/api/v1/kernel/events", body=b"{}", headers=headers)
-        res = conn.getresponse()
-        raw = res.read()
-        response_headers = {}
-        for name, value in res.getheaders():
-            response_headers.setdefault(name.lower(), []).append(value)
-    finally:
-        conn.close()
-    return harness.Response(res.status, response_headers, raw, "1.1")
+    headers = {"X-ZNP-Webhook-Token": token} if token is not None else {}
+    return post(srv, source_ip, "/api/v1/kernel/events", b"{}", headers)
 
 
 def psql(sql):
