@@ -50,4 +50,15 @@ void znp_auth_set_site_require_admin_mfa(int required);
 int znp_ip_failures_check(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
 int64_t znp_ip_failures_record(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
 
+/*
+ * The exact form for a check that is fast: znp_ip_failures_reserve counts
+ * the attempt as a failure in the same statement that checks the limit, so
+ * parallel attempts cannot overshoot it, and sets *count to the count with
+ * this attempt (0 when the limit is off). It returns 0, or
+ * ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set, or a database
+ * error. Call znp_ip_failures_release when the attempt turns out valid.
+ */
+int znp_ip_failures_reserve(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s, int64_t *count);
+void znp_ip_failures_release(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
+
 #endif

@@ -40,6 +40,27 @@ static const char SQL_IP_FAILURE[] =
 static const char SQL_IP_PURGE[] =
     "DELETE FROM ip_failures WHERE scope = $1 AND window_start + make_interval(secs => $2::integer) <= now()";
 
+/*
+ * Count one attempt unless the window already has `limit`: one statement,
+ * so parallel attempts from an address on any instance cannot pass a check
+ * together before any of them is counted. No row comes back when the
+ * address is limited.
+ */
+static const char SQL_IP_RESERVE[] =
+    "INSERT INTO ip_failures AS f (scope, ip, window_start, failures) VALUES ($1, $2, now(), 1)"
+    " ON CONFLICT (scope, ip) DO UPDATE SET"
+    " failures = CASE WHEN f.window_start + make_interval(secs => $3::integer) <= now() THEN 1"
+    "   ELSE f.failures + 1 END,"
+    " window_start = CASE WHEN f.window_start + make_interval(secs => $3::integer) <= now() THEN now()"
+    "   ELSE f.window_start END"
+    " WHERE f.window_start + make_interval(secs => $3::integer) <= now() OR f.failures < $4::integer"
+    " RETURNING failures";
+
+/* give back an attempt that turned out well, in the window it was counted in */
+static const char SQL_IP_RELEASE[] =
+    "UPDATE ip_failures SET failures = failures - 1 WHERE scope = $1 AND ip = $2 AND failures > 0"
+    " AND window_start + make_interval(secs => $3::integer) > now()";
+
 static int limit_on(const znp_ctx_t *ctx, uint32_t limit, uint32_t window_s)
 {
     return limit > 0 && window_s > 0 && ctx->client_ip != NULL && ctx->client_ip[0] != '\0';
@@ -96,6 +117,55 @@ int64_t znp_ip_failures_record(znp_ctx_t *ctx, const char *scope, uint32_t limit
 cleanup:
     PQclear(res);
     return failures;
+}
+
+int znp_ip_failures_reserve(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s, int64_t *count)
+{
+    char limit_text[16], window_text[16];
+    const char *params[4] = {scope, ctx->client_ip, window_text, limit_text};
+    PGresult *res = NULL;
+    int rc;
+
+    *count = 0;
+    if (!limit_on(ctx, limit, window_s))
+        return 0;
+    snprintf(limit_text, sizeof limit_text, "%u", limit);
+    snprintf(window_text, sizeof window_text, "%u", window_s);
+    rc = znp_sql_exec(&res, ctx->db, SQL_IP_RESERVE, 4, params, ctx->request_id);
+    if (rc != 0)
+        goto cleanup;
+    if (PQntuples(res) == 1) {
+        *count = znp_sql_int64(res, 0, 0);
+        if (*count == 1) {
+            const char *purge[2] = {scope, window_text};
+
+            (void)znp_sql_exec(NULL, ctx->db, SQL_IP_PURGE, 2, purge, ctx->request_id);
+        }
+        goto cleanup;
+    }
+    /* limited: the check gives the seconds left and sets the error */
+    rc = znp_ip_failures_check(ctx, scope, limit, window_s);
+    if (rc == 0) {
+        /* the window ended between the two statements: the next attempt starts a new one */
+        rc = znp_error_set(ctx->err, ZNP_E_TOO_MANY_REQUESTS, NULL, NULL);
+        if (ctx->err != NULL)
+            ctx->err->retry_after = 1;
+    }
+
+cleanup:
+    PQclear(res);
+    return rc;
+}
+
+void znp_ip_failures_release(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s)
+{
+    char window_text[16];
+    const char *params[3] = {scope, ctx->client_ip, window_text};
+
+    if (!limit_on(ctx, limit, window_s))
+        return;
+    snprintf(window_text, sizeof window_text, "%u", window_s);
+    (void)znp_sql_exec(NULL, ctx->db, SQL_IP_RELEASE, 3, params, ctx->request_id);
 }
 
 int znp_auth__ip_check(znp_ctx_t *ctx)

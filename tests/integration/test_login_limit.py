@@ -11,6 +11,7 @@ Kernel callbacks with wrong webhook credentials are limited the same way
 Run alone: /usr/bin/python3 tests/integration/run.py test_login_limit
 """
 
+import concurrent.futures
 import http.client
 import json
 import unittest
@@ -29,6 +30,7 @@ CALLBACK_LIMIT = 3
 CALLBACK_TOKEN = "callback-limit-token-7c1d"
 CALLBACK_IP = "127.0.9.4"
 CALLBACK_FREE_IP = "127.0.9.5"
+CALLBACK_BURST_IP = "127.0.9.6"
 
 first = second = None
 
@@ -177,11 +179,23 @@ class CallbackLimit(unittest.TestCase):
         # the limited address can still sign in: the scopes are counted apart
         self.assertEqual(login(first, CALLBACK_IP, USER[0], USER[1]).status, 200)
 
-        # once the window has ended the right token passes again
+        # once the window has ended the right token passes again, and gives its count back
         psql("UPDATE ip_failures SET window_start = now() - interval '%d seconds'"
              " WHERE scope = 'callback' AND ip = '%s'" % (WINDOW_S + 1, CALLBACK_IP))
         res = callback(second, CALLBACK_IP, CALLBACK_TOKEN)
         self.assertNotIn(res.status, (401, 429), res)
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'callback' AND ip = '%s'"
+                              % CALLBACK_IP), "0")
+
+    def test_parallel_bad_callbacks_stop_at_the_limit(self):
+        # 40 bad callbacks at once over both instances: exactly the limit get 401, the rest 429
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(lambda i: callback(first if i % 2 else second, CALLBACK_BURST_IP,
+                                                        "wrong-token").status, range(40)))
+        self.assertEqual(statuses.count(401), CALLBACK_LIMIT, statuses)
+        self.assertEqual(statuses.count(429), 40 - CALLBACK_LIMIT, statuses)
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'callback' AND ip = '%s'"
+                              % CALLBACK_BURST_IP), str(CALLBACK_LIMIT))
 
 
 if __name__ == "__main__":
