@@ -244,15 +244,8 @@ log "image size: $(((size + 500000) / 1000000)) MB ($size bytes, uncompressed)"
 
 # --- 3. run with a mounted configuration --------------------------------------
 
-# free_ports N: N distinct TCP ports on 127.0.0.1 that were free a moment ago
-# (the sockets are held until all are picked, so no port comes twice)
-free_ports() {
-    /usr/bin/python3 -c 'import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
+# shellcheck source=scripts/lib/ports.sh
+. "$ROOT/scripts/lib/ports.sh"
 
 fail() {
     if [ -n "$CONTAINER" ]; then

@@ -59,15 +59,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_ports N: N distinct TCP ports on 127.0.0.1 that were free a moment ago
-# (the sockets are held until all are picked, so no port comes twice)
-free_ports() {
-    /usr/bin/python3 -c 'import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
+# shellcheck source=scripts/lib/ports.sh
+. "$ROOT/scripts/lib/ports.sh"
 
 # wait_for_http URL SECONDS
 wait_for_http() {

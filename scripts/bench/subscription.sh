@@ -88,15 +88,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_ports N: N distinct TCP ports on 127.0.0.1 that were free a moment ago
-# (the sockets are held until all are picked, so no port comes twice)
-free_ports() {
-    /usr/bin/python3 -c 'import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
+# shellcheck source=scripts/lib/ports.sh
+. "$ROOT/scripts/lib/ports.sh"
 
 read -r ZNP_PORT GRPC_PORT <<<"$(free_ports 2)"
 MASTER_KEY=$(head -c 32 /dev/urandom | base64)
