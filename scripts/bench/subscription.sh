@@ -33,8 +33,8 @@
 #          for a body of that size. Skipped when h2o is not installed.
 # For each phase it prints req/s, p99 latency (from h2load's per-request log),
 # failed requests, znp's RSS, and the CPU time per request of znp and of the
-# h2load processes (user plus system, from /proc; both share the cores, so
-# either one's CPU limits the rate). For the cold phase it also prints znp's
+# h2load processes (user plus system, from /proc). Both share the cores, so
+# either one's CPU limits the rate. For the cold phase it also prints znp's
 # CPU time per request in ms, which bounds the render CPU of one file. Everything it started is
 # stopped when it exits; ZNP_BENCH_KEEP=1 keeps its work directory.
 set -euo pipefail

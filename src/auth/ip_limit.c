@@ -41,10 +41,9 @@ static const char SQL_IP_PURGE[] =
     "DELETE FROM ip_failures WHERE scope = $1 AND window_start + make_interval(secs => $2::integer) <= now()";
 
 /*
- * Count one attempt unless the window already has `limit`: one statement,
- * so parallel attempts from an address on any instance cannot pass a check
- * together before any of them is counted. No row comes back when the
- * address is limited.
+ * Count one attempt unless the window already has `limit` failures. It is
+ * one statement, so parallel attempts from an address cannot all pass the
+ * check before any is counted. No row comes back when the address is limited.
  */
 static const char SQL_IP_RESERVE[] =
     "INSERT INTO ip_failures AS f (scope, ip, window_start, failures) VALUES ($1, $2, now(), 1)"

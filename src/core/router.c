@@ -98,7 +98,7 @@ static int template_matches(const znp_route_t *route, const segment_text_t *segm
 {
     if (route->segment_count != count)
         return 0;
-    /* last segment first: routes share their leading "api", "v1", so the tail tells them apart soonest */
+    /* compare the last segment first: routes share the leading "api" and "v1", so later segments differ sooner */
     for (size_t i = count; i-- > 0;) {
         const znp_segment_t *seg = &route->segments[i];
         switch (seg->kind) {
@@ -170,8 +170,8 @@ static void build_allow(znp_route_match_t *out, const char **methods, size_t cou
 }
 
 /*
- * Match against the routes of `routes` at positions order[0 .. count), or
- * against routes[0 .. count) when `order` is NULL, in that order.
+ * Match against every route in table order, or, with an index, only against
+ * routes[order[k]] for the k of the path's segment-count group in `group_from`.
  */
 static int match_among(znp_route_match_t *out, const znp_route_t *routes, const unsigned short *order,
                        const unsigned short *group_from, size_t route_count, const char *method, const char *path,

@@ -138,7 +138,7 @@ def free_port():
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
-    raise RuntimeError("no port that was not handed out before after 100 tries")
+    raise RuntimeError("no free port found: 100 binds to port 0 returned only ports handed out before")
 
 
 def listening_inodes(port):

@@ -330,7 +330,12 @@ static void router__index_matches_plain_table(void **state)
 
             for (size_t k = 0; k < r->segment_count; k++) {
                 const znp_segment_t *seg = &r->segments[k];
-                const char *text = seg->kind == ZNP_SEG_ADMIN_PREFIX ? "panel" : seg->kind == ZNP_SEG_PARAM ? "p1" : seg->text;
+                const char *text = seg->text;
+
+                if (seg->kind == ZNP_SEG_ADMIN_PREFIX)
+                    text = "panel";
+                else if (seg->kind == ZNP_SEG_PARAM)
+                    text = "p1";
 
                 used += (size_t)snprintf(path + used, sizeof(path) - used, "/%s", text);
             }
