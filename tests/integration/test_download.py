@@ -376,7 +376,7 @@ class TemplateDownloadTest(unittest.TestCase):
         # a rename, even one made without the API, notifies through the trigger of migration 0019
         psql("UPDATE subscriptions SET name = 'Renamed quietly' WHERE id = %d" % sub["id"])
         res = harness.wait_until(lambda: (lambda r: r if "# name Renamed quietly\n" in r.body.decode("utf-8") else None)(
-            download(sub["token"], self.CLASH_UA)), timeout=5, interval=0.05)
+            download(sub["token"], self.CLASH_UA)), timeout=harness.scaled(5), interval=0.05)
         self.assertIsNotNone(res)
         self.assertIn("download=1234;", res.header("subscription-userinfo"))
         # a bare NOTIFY with the id drops the cached response too
@@ -384,7 +384,7 @@ class TemplateDownloadTest(unittest.TestCase):
         self.assertIn("download=1234;", download(sub["token"], self.CLASH_UA).header("subscription-userinfo"))
         psql("NOTIFY znp_subscriptions, '%d'" % sub["id"])
         res = harness.wait_until(lambda: (lambda r: r if "download=777;" in r.header("subscription-userinfo") else None)(
-            download(sub["token"], self.CLASH_UA)), timeout=5, interval=0.05)
+            download(sub["token"], self.CLASH_UA)), timeout=harness.scaled(5), interval=0.05)
         self.assertIsNotNone(res)
 
     def test_context_has_every_sample_key(self):

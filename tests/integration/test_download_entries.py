@@ -350,6 +350,12 @@ class ConditionalAndBlocked(unittest.TestCase):
                 _, sub = new_user()
                 self.assertEqual(len(names_in(download(sub["token"], CLASH_META))), len(SERVED))
                 block(sub["id"])
+                # NOTIFY reaches each instance's cache asynchronously, so wait until
+                # each instance serves the notice before checking every client.
+                for server in (first, second):
+                    self.assertTrue(harness.wait_until(
+                        lambda: len(names_in(download(sub["token"], CLASH_META, server=server))) == 1,
+                        timeout=harness.scaled(10)), (reason, server))
                 for agent, query in [(CLASH_META, ""), (SING_BOX, ""), (V2RAYN, ""), ("Surge iOS/2920", ""),
                                      ("Loon/3.2.1 (iPhone)", ""), ("Quantumult%20X/1.4", ""), (None, "?flag=sip008")]:
                     for server in (first, second):
