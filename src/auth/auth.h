@@ -40,23 +40,14 @@ void znp_auth_set_site_require_admin_mfa(int required);
 /*
  * Failed attempts per client IP and scope ("login" or "callback") in a
  * fixed window of `window_s` seconds, counted in PostgreSQL so that the
- * limit applies across instances. znp_ip_failures_check returns 0, or
- * ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set to the seconds left
- * in a window that has `limit` failures, or a database error; call it before
- * verifying anything. znp_ip_failures_record counts one failure and returns
- * the count in the window (0 when it could not count; it logs the error).
- * Both do nothing when `limit` or `window_s` is 0 or the client IP is unknown.
- */
-int znp_ip_failures_check(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
-int64_t znp_ip_failures_record(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
-
-/*
- * The exact form, for attempts that are checked quickly.
- * znp_ip_failures_reserve counts the attempt as a failure in the statement
- * that checks the limit, so parallel attempts cannot overshoot it. It sets
+ * limit applies across instances. znp_ip_failures_reserve counts the
+ * attempt as a failure in the statement that checks the limit, so parallel
+ * attempts cannot overshoot it; call it before verifying anything. It sets
  * *count to the count with this attempt (0 when the limit is off) and
- * returns 0, ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set, or a
- * database error. Call znp_ip_failures_release when the attempt is valid.
+ * returns 0, ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set to the
+ * seconds left in the window, or a database error. Call
+ * znp_ip_failures_release when the attempt turns out not to be a failure.
+ * Both do nothing when `limit` or `window_s` is 0 or the client IP is unknown.
  */
 int znp_ip_failures_reserve(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s, int64_t *count);
 void znp_ip_failures_release(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);

@@ -79,16 +79,15 @@ int znp_auth__record_failure(znp_ctx_t *ctx, const znp_auth_user_t *user);
 
 /*
  * The per-client-IP sign-in limit (auth.ip_failure_limit per
- * auth.ip_failure_window_s, in PostgreSQL). znp_auth__ip_check returns 0, or
- * ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set to the seconds left
- * in the window, or a database error; call it before verifying anything.
- * znp_auth__ip_record_failure counts one failed sign-in from ctx->client_ip
- * in its own statement, audits auth.login.ip_limited when the count reaches
- * the limit, and only logs its own failures. Both do nothing when the limit
- * is off or the client IP is unknown.
+ * auth.ip_failure_window_s, in PostgreSQL). znp_auth__ip_reserve counts the
+ * attempt from ctx->client_ip as a failure before anything is verified and
+ * returns 0 (with the count in *count), ZNP_E_TOO_MANY_REQUESTS with
+ * ctx->err->retry_after set, or a database error. Once the attempt is
+ * decided, znp_auth__ip_settle gives the count back unless `failed`, and
+ * audits auth.login.ip_limited when a failure brought the count to the limit.
  */
-int znp_auth__ip_check(znp_ctx_t *ctx);
-void znp_auth__ip_record_failure(znp_ctx_t *ctx);
+int znp_auth__ip_reserve(znp_ctx_t *ctx, int64_t *count);
+void znp_auth__ip_settle(znp_ctx_t *ctx, int64_t count, int failed);
 
 /*
  * Finish a sign-in inside the caller's open transaction: reset the failure

@@ -192,7 +192,8 @@ static int challenge(znp_ctx_t *ctx, const znp_auth_user_t *user, znp_auth_login
     return 0;
 }
 
-int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_auth_login_response_t *resp)
+/* Sign in with email and password; sets *failed when the credentials were wrong. */
+static int attempt(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_auth_login_response_t *resp, int *failed)
 {
     const char *password = req->body.password;
     size_t password_len = strlen(password);
@@ -200,11 +201,6 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
     znp_error_t ignored = {0};
     znp_auth_user_t user;
     int found = 0, mfa_enabled = 0, rc;
-
-    /* an address with too many recent failures is refused before any hashing */
-    rc = znp_auth__ip_check(ctx);
-    if (rc != 0)
-        return rc;
 
     /* find the account, treating a malformed email as an unknown one */
     if (znp_auth_normalize_email(email, sizeof(email), req->body.email, &ignored) == 0) {
@@ -216,7 +212,7 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
     /* verify the password, spending the same time on unknown emails */
     if (!found) {
         (void)znp_password_verify_dummy(ctx->config, password, password_len);
-        znp_auth__ip_record_failure(ctx);
+        *failed = 1;
         audit_login(ctx, "auth.login.failed", 0, email[0] != '\0' ? email : NULL, "unknown_email");
         return ZNP_E_INVALID_CREDENTIALS;
     }
@@ -226,13 +222,12 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
 
     /* a locked account stays locked whatever the password */
     if (user.lock_seconds > 0) {
-        if (rc != 0)
-            znp_auth__ip_record_failure(ctx);
+        *failed = rc != 0;
         audit_login(ctx, "auth.login.failed", user.id, user.email, "locked");
         return znp_auth__locked(ctx, user.lock_seconds);
     }
     if (rc != 0) {
-        znp_auth__ip_record_failure(ctx);
+        *failed = 1;
         rc = znp_auth__record_failure(ctx, &user);
         audit_login(ctx, "auth.login.failed", user.id, user.email, "invalid_credentials");
         if (rc == ZNP_E_ACCOUNT_LOCKED)
@@ -253,5 +248,19 @@ int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_a
     rc = sign_in(ctx, &user, resp);
     if (rc == 0)
         ZNP_INFO(LOG_TAG, ctx->request_id, "signed in user=%lld", (long long)user.id);
+    return rc;
+}
+
+int znp_op_auth_login(znp_ctx_t *ctx, const znp_auth_login_request_t *req, znp_auth_login_response_t *resp)
+{
+    int64_t count = 0;
+    int failed = 0, rc;
+
+    /* an address with too many recent failures is refused before any hashing */
+    rc = znp_auth__ip_reserve(ctx, &count);
+    if (rc != 0)
+        return rc;
+    rc = attempt(ctx, req, resp, &failed);
+    znp_auth__ip_settle(ctx, count, failed);
     return rc;
 }

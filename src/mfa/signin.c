@@ -109,19 +109,15 @@ cleanup:
     return rc;
 }
 
-int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *req,
-                          znp_auth_login_mfa_response_t *resp)
+/* Finish a sign-in with the second factor; sets *failed when the code was wrong. */
+static int attempt(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *req, znp_auth_login_mfa_response_t *resp,
+                   int *failed)
 {
     const znp_config_auth_t *auth = &ctx->config->auth;
     const char *token = req->body.mfa_token;
     znp_jwt_claims_t claims;
     znp_auth_user_t user;
     int found = 0, rc;
-
-    /* an address with too many recent failures is refused first */
-    rc = znp_auth__ip_check(ctx);
-    if (rc != 0)
-        return rc;
 
     /* the challenge token */
     rc = znp_jwt_verify(&claims, token, strlen(token), ZNP_TOKEN_MFA, auth->issuer, auth->access_secret,
@@ -145,7 +141,7 @@ int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *re
     if (rc == ZNP_E_MFA_CODE_INVALID) {
         ZNP_INFO(LOG_TAG, ctx->request_id, "MFA code rejected at sign-in user=%lld", (long long)user.id);
         (void)mfa__audit(ctx, user.id, "auth.mfa.failed");
-        znp_auth__ip_record_failure(ctx);
+        *failed = 1;
         rc = znp_auth__record_failure(ctx, &user);
         if (rc == ZNP_E_INVALID_CREDENTIALS)
             rc = ZNP_E_MFA_CODE_INVALID;
@@ -153,5 +149,19 @@ int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *re
     }
     if (rc == 0)
         ZNP_INFO(LOG_TAG, ctx->request_id, "signed in with MFA user=%lld", (long long)user.id);
+    return rc;
+}
+
+int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *req, znp_auth_login_mfa_response_t *resp)
+{
+    int64_t count = 0;
+    int failed = 0, rc;
+
+    /* an address with too many recent failures is refused first */
+    rc = znp_auth__ip_reserve(ctx, &count);
+    if (rc != 0)
+        return rc;
+    rc = attempt(ctx, req, resp, &failed);
+    znp_auth__ip_settle(ctx, count, failed);
     return rc;
 }

@@ -26,6 +26,7 @@ WRONG = "wrong-pass-0Xx0"
 LIMITED_IP = "127.0.9.1"
 FREE_IP = "127.0.9.2"
 FRESH_IP = "127.0.9.3"
+BURST_IP = "127.0.9.7"
 CALLBACK_LIMIT = 3
 CALLBACK_TOKEN = "callback-limit-token-7c1d"
 CALLBACK_IP = "127.0.9.4"
@@ -144,11 +145,23 @@ class IpLimit(unittest.TestCase):
              " WHERE scope = 'login' AND ip = '%s'" % (WINDOW_S + 1, LIMITED_IP))
         res = login(second, LIMITED_IP, USER[0], USER[1])
         self.assertEqual(res.status, 200, res)
+        # a right password gives back the attempt it was counted as
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % LIMITED_IP), "0")
 
         # a new window elsewhere deletes the rows of ended windows
         self.assertEqual(login(first, FRESH_IP, USER[0], WRONG).status, 401)
         self.assertEqual(psql("SELECT count(*) FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % LIMITED_IP), "0")
         self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % FRESH_IP), "1")
+
+    def test_parallel_failed_sign_ins_stop_at_the_limit(self):
+        # 40 sign-ins for unknown emails at once over both instances: exactly the limit get 401, the rest 429
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(lambda i: login(first if i % 2 else second, BURST_IP,
+                                                     "burst-%d@example.test" % i, WRONG).status, range(40)))
+        self.assertEqual(statuses.count(401), LIMIT, statuses)
+        self.assertEqual(statuses.count(429), 40 - LIMIT, statuses)
+        self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % BURST_IP),
+                         str(LIMIT))
 
 
 class CallbackLimit(unittest.TestCase):
