@@ -134,9 +134,17 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
+/*
+ * The wall-clock second. Not time(NULL): Linux serves that from the coarse
+ * clock, which runs up to one scheduler tick behind, so a response made early
+ * in a second would still carry the one before.
+ */
 static int64_t clock_seconds(void)
 {
-    return (int64_t)time(NULL);
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec;
 }
 
 /* splitmix64 seeded per thread from getrandom(); request ids need uniqueness, not secrecy */
@@ -443,6 +451,8 @@ znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route)
     znp_http_request_t *state = (znp_http_request_t *)h2o_add_prefilter(req, sizeof(*state));
 
     state->super.on_setup_ostream = on_request_setup_ostream;
+    /* room for the usual response headers: on the way to 16, h2o would allocate the list three times and copy it twice */
+    h2o_vector_reserve(&req->pool, &req->res.headers, 16);
     state->loop = loop;
     state->route = route;
     state->locale = request_locale(req, server->default_locale);

@@ -10,9 +10,15 @@
 #include "system/site.h"
 #include "znp_version.h"
 
+/* The wall-clock second from the precise clock, as request.c caches responses by it (not time(NULL)). */
 static int64_t now_of(const znp_ctx_t *ctx)
 {
-    return ctx->now != NULL ? ctx->now() : (int64_t)time(NULL);
+    struct timespec now;
+
+    if (ctx->now != NULL)
+        return ctx->now();
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec;
 }
 
 int znp_op_get_banner(znp_ctx_t *ctx, const znp_get_banner_request_t *req, znp_get_banner_response_t *resp)
