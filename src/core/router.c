@@ -1,5 +1,6 @@
 #include "router.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,16 +170,43 @@ static void build_allow(znp_route_match_t *out, const char **methods, size_t cou
     }
 }
 
-/*
- * Match against every route in table order, or, with an index, only against
- * routes[order[k]] for the k of the path's segment-count group in `group_from`.
- */
-static int match_among(znp_route_match_t *out, const znp_route_t *routes, const unsigned short *order,
-                       const unsigned short *group_from, size_t route_count, const char *method, const char *path,
-                       size_t path_len, const char *admin_prefix)
+/* The candidates of an indexed lookup: the routes of the path's group with its literal, or a parameter, at the key position. */
+static const unsigned short *candidates(const znp_router_index_t *index, const segment_text_t *segments,
+                                        size_t segment_count, size_t *count)
+{
+    const znp_router_group_t *group = &index->groups[segment_count];
+    const znp_router_key_t *keys = index->keys + group->keys_from;
+    size_t low = 0, high = group->key_count;
+
+    if (group->key_count > 0) {
+        const char *text = segments[group->key_at].text;
+
+        while (low < high) {
+            size_t mid = low + (high - low) / 2;
+            int order = strcmp(text, keys[mid].text);
+
+            if (order == 0) {
+                *count = keys[mid].count;
+                return index->lists + keys[mid].from;
+            }
+            if (order < 0)
+                high = mid;
+            else
+                low = mid + 1;
+        }
+    }
+    *count = group->other_count;
+    return index->lists + group->other_from;
+}
+
+/* Match against every route in table order, or, with an index, only against the candidates it gives. */
+static int match_among(znp_route_match_t *out, const znp_route_t *routes, size_t route_count,
+                       const znp_router_index_t *index, const char *method, const char *path, size_t path_len,
+                       const char *admin_prefix)
 {
     segment_text_t segments[MAX_SEGMENTS];
-    size_t segment_count = 0, allowed_count = 0;
+    size_t segment_count = 0, allowed_count = 0, count = route_count;
+    const unsigned short *list = NULL;
     const char *allowed[32];
     const znp_route_t *best = NULL;
     int rc;
@@ -192,14 +220,10 @@ static int match_among(znp_route_match_t *out, const znp_route_t *routes, const 
     if (rc != 0)
         return rc;
 
-    size_t first = 0, end = route_count;
-
-    if (group_from != NULL) {
-        first = group_from[segment_count];
-        end = group_from[segment_count + 1];
-    }
-    for (size_t i = first; i < end; i++) {
-        const znp_route_t *route = &routes[order != NULL ? order[i] : i];
+    if (index != NULL)
+        list = candidates(index, segments, segment_count, &count);
+    for (size_t i = 0; i < count; i++) {
+        const znp_route_t *route = &routes[list != NULL ? list[i] : i];
 
         if (!template_matches(route, segments, segment_count, admin_prefix))
             continue;
@@ -241,12 +265,116 @@ static int match_among(znp_route_match_t *out, const znp_route_t *routes, const 
 int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t route_count, const char *method,
                      const char *path, size_t path_len, const char *admin_prefix)
 {
-    return match_among(out, routes, NULL, NULL, route_count, method, path, path_len, admin_prefix);
+    return match_among(out, routes, route_count, NULL, method, path, path_len, admin_prefix);
+}
+
+/*
+ * The distinct literals at position `at` of the routes `members` (sorted,
+ * into `texts`), how many of the routes have no literal there (*other) and
+ * the most that share one literal (*most).
+ */
+static size_t literals_at(const char **texts, size_t *other, size_t *most, const znp_route_t *routes,
+                          const unsigned short *members, size_t member_count, size_t at)
+{
+    size_t n = 0, distinct = 0, run = 0;
+
+    *other = 0;
+    *most = 0;
+    for (size_t i = 0; i < member_count; i++) {
+        const znp_segment_t *seg = &routes[members[i]].segments[at];
+
+        if (seg->kind == ZNP_SEG_STATIC)
+            texts[n++] = seg->text;
+        else
+            (*other)++;
+    }
+    qsort(texts, n, sizeof(*texts), compare_strings);
+    for (size_t i = 0; i < n; i++) {
+        if (distinct == 0 || strcmp(texts[distinct - 1], texts[i]) != 0) {
+            texts[distinct++] = texts[i];
+            run = 0;
+        }
+        if (++run > *most)
+            *most = run;
+    }
+    return distinct;
+}
+
+/* Append to index->lists the members with `text` at `at` (any literal when NULL: none) or a parameter there. */
+static int append_list(znp_router_index_t *index, size_t *used, const unsigned short *members, size_t member_count,
+                       size_t at, const char *text, unsigned short *from, unsigned short *count)
+{
+    *from = (unsigned short)*used;
+    for (size_t i = 0; i < member_count; i++) {
+        const znp_segment_t *seg = &index->routes[members[i]].segments[at];
+
+        if (seg->kind == ZNP_SEG_STATIC && (text == NULL || strcmp(seg->text, text) != 0))
+            continue;
+        if (*used == ZNP_ROUTER_LIST_MAX)
+            return ZNP_E_INTERNAL;
+        index->lists[(*used)++] = members[i];
+    }
+    *count = (unsigned short)(*used - *from);
+    return 0;
+}
+
+/* Fill the group of the routes `members` (all with `segments` segments), keyed at its most telling position. */
+static int index_group(znp_router_index_t *index, size_t *used, size_t *key_used, const unsigned short *members,
+                       size_t member_count, size_t segments)
+{
+    znp_router_group_t *group = &index->groups[segments];
+    const char *texts[ZNP_ROUTER_INDEX_MAX];
+    size_t best_at = 0, best_longest = SIZE_MAX, best_size = SIZE_MAX, other, most, distinct;
+    int rc;
+
+    /* without a position to key on, every member is a candidate */
+    if (segments == 0) {
+        if (*used + member_count > ZNP_ROUTER_LIST_MAX)
+            return ZNP_E_INTERNAL;
+        group->other_from = (unsigned short)*used;
+        group->other_count = (unsigned short)member_count;
+        memcpy(index->lists + *used, members, member_count * sizeof(*members));
+        *used += member_count;
+        return 0;
+    }
+
+    /*
+     * The position whose longest candidate list is shortest, then whose lists
+     * are shortest in all. Each route with a parameter there is in every list.
+     */
+    for (size_t at = 0; at < segments; at++) {
+        size_t longest, size;
+
+        distinct = literals_at(texts, &other, &most, index->routes, members, member_count, at);
+        longest = most + other;
+        size = member_count - other + other * (distinct + 1);
+        if (longest < best_longest || (longest == best_longest && size < best_size)) {
+            best_longest = longest;
+            best_size = size;
+            best_at = at;
+        }
+    }
+    distinct = literals_at(texts, &other, &most, index->routes, members, member_count, best_at);
+    if (*key_used + distinct > ZNP_ROUTER_INDEX_MAX)
+        return ZNP_E_INTERNAL;
+    group->key_at = (unsigned short)best_at;
+    group->keys_from = (unsigned short)*key_used;
+    group->key_count = (unsigned short)distinct;
+    for (size_t k = 0; k < distinct; k++) {
+        znp_router_key_t *key = &index->keys[(*key_used)++];
+
+        key->text = texts[k];
+        rc = append_list(index, used, members, member_count, best_at, texts[k], &key->from, &key->count);
+        if (rc != 0)
+            return rc;
+    }
+    return append_list(index, used, members, member_count, best_at, NULL, &group->other_from, &group->other_count);
 }
 
 int znp_router_index_init(znp_router_index_t *index, const znp_route_t *routes, size_t route_count)
 {
-    size_t at = 0;
+    unsigned short members[ZNP_ROUTER_INDEX_MAX];
+    size_t used = 0, key_used = 0;
 
     memset(index, 0, sizeof(*index));
     if (route_count > ZNP_ROUTER_INDEX_MAX)
@@ -258,19 +386,22 @@ int znp_router_index_init(znp_router_index_t *index, const znp_route_t *routes, 
     index->routes = routes;
     index->route_count = route_count;
     for (size_t n = 0; n <= MAX_SEGMENTS; n++) {
-        index->from[n] = (unsigned short)at;
+        size_t member_count = 0;
+        int rc;
+
         for (size_t i = 0; i < route_count; i++) {
             if (routes[i].segment_count == n)
-                index->order[at++] = (unsigned short)i;
+                members[member_count++] = (unsigned short)i;
         }
+        rc = index_group(index, &used, &key_used, members, member_count, n);
+        if (rc != 0)
+            return rc;
     }
-    index->from[MAX_SEGMENTS + 1] = (unsigned short)at;
     return 0;
 }
 
 int znp_router_match_indexed(znp_route_match_t *out, const znp_router_index_t *index, const char *method,
                              const char *path, size_t path_len, const char *admin_prefix)
 {
-    return match_among(out, index->routes, index->order, index->from, index->route_count, method, path, path_len,
-                       admin_prefix);
+    return match_among(out, index->routes, index->route_count, index, method, path, path_len, admin_prefix);
 }

@@ -64,18 +64,40 @@ int znp_router_match(znp_route_match_t *out, const znp_route_t *routes, size_t r
 
 #define ZNP_ROUTER_MAX_SEGMENTS 32   /* more than any route template has */
 #define ZNP_ROUTER_INDEX_MAX    1024 /* routes an index can hold */
+#define ZNP_ROUTER_LIST_MAX     4096 /* route positions in all candidate lists of an index */
+
+/* One literal of a group's key segment and the routes that can match a path with it there. */
+typedef struct znp_router_key {
+    const char *text;
+    unsigned short from, count; /* candidates: lists[from .. from + count) */
+} znp_router_key_t;
 
 /*
- * A route table grouped by segment count: only routes with as many segments
- * as the path can match it, so a lookup compares those and skips the rest.
- * Within a group the table order is kept, so the results are the same as
- * znp_router_match's.
+ * The routes with one segment count, and the segment position (`key_at`)
+ * whose literals tell them apart best. A lookup finds the path's segment at
+ * that position among `keys`, which are sorted by text. The candidates are
+ * the routes with that literal there and those with a parameter there, in
+ * table order. For a text that no route has there, only the latter remain
+ * (`other_from`, `other_count`).
+ */
+typedef struct znp_router_group {
+    unsigned short key_at;
+    unsigned short keys_from, key_count; /* keys[keys_from .. keys_from + key_count) */
+    unsigned short other_from, other_count;
+} znp_router_group_t;
+
+/*
+ * A route table grouped by segment count and, within a group, by the
+ * literal at its key position, so a lookup compares only the few routes
+ * that can match. Candidate lists keep the table order, so the results,
+ * including the Allow list of a 405, are the same as znp_router_match's.
  */
 typedef struct znp_router_index {
     const znp_route_t *routes;
     size_t route_count;
-    unsigned short order[ZNP_ROUTER_INDEX_MAX];       /* positions in `routes`, grouped by segment count */
-    unsigned short from[ZNP_ROUTER_MAX_SEGMENTS + 2]; /* the group of n segments: order[from[n] .. from[n + 1]) */
+    znp_router_group_t groups[ZNP_ROUTER_MAX_SEGMENTS + 1]; /* by segment count */
+    znp_router_key_t keys[ZNP_ROUTER_INDEX_MAX];
+    unsigned short lists[ZNP_ROUTER_LIST_MAX]; /* positions in `routes` */
 } znp_router_index_t;
 
 /* Index `routes` (borrowed; must outlive the index). Returns 0, or ZNP_E_INTERNAL for a table over the limits. */

@@ -361,6 +361,60 @@ static void router__index_matches_plain_table(void **state)
     free(index);
 }
 
+/* The same with each segment of each route replaced by every literal of the table and by the admin prefix. */
+static void router__index_matches_plain_table_with_swapped_literals(void **state)
+{
+    static const char *const methods[] = {"GET", "DELETE"};
+    const char *literals[512];
+    size_t literal_count = 0, checked = 0;
+    znp_router_index_t *index = malloc(sizeof(*index));
+
+    (void)state;
+    assert_non_null(index);
+    assert_int_equal(znp_router_index_init(index, znp_routes, znp_route_count), 0);
+    literals[literal_count++] = "panel";
+    for (size_t i = 0; i < znp_route_count; i++) {
+        for (size_t k = 0; k < znp_routes[i].segment_count; k++) {
+            if (znp_routes[i].segments[k].kind == ZNP_SEG_STATIC && literal_count < 512)
+                literals[literal_count++] = znp_routes[i].segments[k].text;
+        }
+    }
+    for (size_t i = 0; i < znp_route_count; i++) {
+        const znp_route_t *r = &znp_routes[i];
+
+        for (size_t swap = 0; swap < r->segment_count; swap++) {
+            for (size_t l = 0; l < literal_count; l++) {
+                char path[512] = "";
+                size_t used = 0;
+
+                for (size_t k = 0; k < r->segment_count; k++) {
+                    const znp_segment_t *seg = &r->segments[k];
+                    const char *text = seg->kind == ZNP_SEG_ADMIN_PREFIX ? "panel"
+                                       : seg->kind == ZNP_SEG_PARAM      ? "p1"
+                                                                         : seg->text;
+
+                    used += (size_t)snprintf(path + used, sizeof(path) - used, "/%s", k == swap ? literals[l] : text);
+                }
+                for (size_t k = 0; k < sizeof(methods) / sizeof(methods[0]); k++) {
+                    znp_route_match_t plain, indexed;
+                    int rc_plain =
+                        znp_router_match(&plain, znp_routes, znp_route_count, methods[k], path, strlen(path), "panel");
+                    int rc_indexed = znp_router_match_indexed(&indexed, index, methods[k], path, strlen(path), "panel");
+
+                    if (rc_plain != rc_indexed || plain.route != indexed.route ||
+                        strcmp(plain.allow, indexed.allow) != 0)
+                        fail_msg("%s %s: plain rc %d allow \"%s\", indexed rc %d allow \"%s\"", methods[k], path,
+                                 rc_plain, plain.allow, rc_indexed, indexed.allow);
+                    checked += rc_plain == 0;
+                }
+            }
+        }
+    }
+    /* every route's own path comes back among the swaps, so some of them match */
+    assert_true(checked >= znp_route_count);
+    free(index);
+}
+
 static void router__index_rejects_oversized_tables(void **state)
 {
     znp_router_index_t *index = malloc(sizeof(*index));
@@ -486,6 +540,7 @@ int main(void)
         cmocka_unit_test(router__generated_table_matches),
         cmocka_unit_test(router__generated_routes_reachable),
         cmocka_unit_test(router__index_matches_plain_table),
+        cmocka_unit_test(router__index_matches_plain_table_with_swapped_literals),
         cmocka_unit_test(router__index_rejects_oversized_tables),
         cmocka_unit_test(router__generated_operations_consistent),
         cmocka_unit_test(router__generated_patterns_compile),
