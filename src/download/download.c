@@ -556,7 +556,7 @@ cleanup:
 typedef struct cached {
     struct cached *prev, *next; /* recency list, newest first */
     struct cached *chain;       /* hash bucket */
-    uint64_t key_hash;          /* of token and client, compared before the strings */
+    uint64_t key_hash;          /* of the token, compared before the strings */
     int used;                   /* served since it last reached the end of the recency list */
     atomic_int refs;            /* one for the cache while listed, one per response in flight */
     int64_t subscription_id;
@@ -605,7 +605,7 @@ static size_t slot_of(int64_t subscription_id)
     return (size_t)((uint64_t)subscription_id % CACHE_SLOTS);
 }
 
-static uint64_t key_hash_of(const char *token, const char *client)
+static uint64_t key_hash_of(const char *token)
 {
     uint64_t h;
 
@@ -613,8 +613,6 @@ static uint64_t key_hash_of(const char *token, const char *client)
     h = 1469598103934665603ull ^ bucket_seed;
     for (size_t i = 0; i < TOKEN_CHARS; i++)
         h = (h ^ (unsigned char)token[i]) * 1099511628211ull;
-    for (const unsigned char *p = (const unsigned char *)client; *p != '\0'; p++)
-        h = (h ^ *p) * 1099511628211ull;
     return h ^ (h >> 29);
 }
 
@@ -664,7 +662,7 @@ static void drop_cached(cached_t *a)
     while (*link != NULL && *link != a)
         link = &(*link)->chain;
     if (*link == a)
-        *link = a->chain;
+        __atomic_store_n(link, a->chain, __ATOMIC_RELAXED); /* cache_prefetch reads heads without the lock */
     unlink_recency(a);
     cache_count--;
     cached_release(a);
@@ -689,10 +687,20 @@ static int cached_fresh(const znp_config_t *config, const cached_t *a)
            (double)config->download.cache_ttl_s;
 }
 
-/* Start loading the bucket of key hash `hash`, so that a lookup soon after waits less. */
-static void cache_prefetch(uint64_t hash)
+/*
+ * Start loading the bucket of key hash `hash` at step 0, and at step 1 the
+ * first entry it lists, so that a lookup soon after waits less. Step 1 reads
+ * the head without the lock: it may see an entry that is being dropped,
+ * which is harmless because a prefetch never faults.
+ */
+static void cache_prefetch(uint64_t hash, int step)
 {
-    __builtin_prefetch(&cache_buckets[hash % CACHE_BUCKETS]);
+    cached_t **bucket = &cache_buckets[hash % CACHE_BUCKETS];
+
+    if (step == 0)
+        __builtin_prefetch(bucket);
+    else
+        __builtin_prefetch(__atomic_load_n(bucket, __ATOMIC_RELAXED));
 }
 
 /* The fresh entry of (token, client), whose key hash is `hash`, with one reference for the caller, or NULL. */
@@ -722,7 +730,7 @@ static cached_t *cache_acquire_hashed(const znp_config_t *config, uint64_t hash,
 
 static cached_t *cache_acquire(const znp_config_t *config, const char *token, const char *client)
 {
-    return cache_enabled(config) ? cache_acquire_hashed(config, key_hash_of(token, client), token, client) : NULL;
+    return cache_enabled(config) ? cache_acquire_hashed(config, key_hash_of(token), token, client) : NULL;
 }
 
 /* The generation to pass to cache_put; take it before the first query of a download. */
@@ -743,7 +751,7 @@ static void cache_put(const znp_config_t *config, cached_t *a, uint64_t generati
 
     if (!cache_enabled(config))
         return;
-    a->key_hash = key_hash_of(a->token, a->client);
+    a->key_hash = key_hash_of(a->token);
     bucket = a->key_hash % CACHE_BUCKETS;
     pthread_mutex_lock(&cache_lock);
     if (generation != cache_generation) {
@@ -773,7 +781,7 @@ static void cache_put(const znp_config_t *config, cached_t *a, uint64_t generati
     clock_gettime(CLOCK_MONOTONIC, &a->stored);
     atomic_fetch_add(&a->refs, 1);
     a->chain = cache_buckets[bucket];
-    cache_buckets[bucket] = a;
+    __atomic_store_n(&cache_buckets[bucket], a, __ATOMIC_RELAXED); /* cache_prefetch reads heads without the lock */
     push_front(a);
     cache_count++;
     pthread_mutex_unlock(&cache_lock);
@@ -1499,15 +1507,17 @@ static int warm_download(const znp_warm_request_t *request, znp_warm_response_t 
      * The token's rate bucket and cache entry are cold memory among thousands
      * of others. The prefetches start those loads early and side by side, so
      * client detection runs while they arrive instead of each lookup waiting
-     * for its own misses in turn.
+     * for its own misses in turn. The cache is hashed by token alone, so its
+     * bucket is known before the client is.
      */
+    hash = key_hash_of(token);
+    cache_prefetch(hash, 0);
     limiter_prefetch(token, 0);
     znp_formats_detect(&client, flag[0] != '\0' ? flag : format, request->user_agent, request->accept);
+    cache_prefetch(hash, 1);
+    limiter_prefetch(token, 1);
     if (!client_key(client_text, &client, request->locale))
         return 0;
-    hash = key_hash_of(token, client_text);
-    cache_prefetch(hash);
-    limiter_prefetch(token, 1);
     a = cache_acquire_hashed(request->config, hash, token, client_text);
     if (a == NULL)
         return 0;
