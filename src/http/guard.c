@@ -262,6 +262,29 @@ void znp_http__guard_merge_rate(znp_rate_verdict_t *into, const znp_rate_verdict
         *into = *rate;
 }
 
+/*
+ * Whether the response is a file for a program: a 2xx or 304 that is not
+ * HTML, such as a subscription file, a node's user list or a CSV export.
+ * Content-Security-Policy only governs documents that a browser renders, and
+ * nosniff keeps a browser from rendering these, so they go without it and
+ * save the header on the busiest route. Errors are JSON envelopes and keep it.
+ */
+static int program_file(h2o_req_t *req)
+{
+    h2o_iovec_t type;
+    ssize_t index;
+
+    if (req->res.status == 304)
+        return 1;
+    if (req->res.status < 200 || req->res.status > 299)
+        return 0;
+    index = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (index == -1)
+        return 1;
+    type = req->res.headers.entries[index].value;
+    return !(type.len >= 9 && h2o_lcstris(type.base, 9, H2O_STRLIT("text/html")));
+}
+
 void znp_http__guard_headers(h2o_req_t *req, znp_http_server_t *server, const znp_http_guard_t *guard)
 {
     int docs = guard != NULL && guard->docs;
@@ -276,7 +299,7 @@ void znp_http__guard_headers(h2o_req_t *req, znp_http_server_t *server, const zn
     add_plain_header(req, H2O_STRLIT("referrer-policy"), H2O_STRLIT("no-referrer"));
     if (docs)
         add_plain_header(req, H2O_STRLIT("content-security-policy"), docs_csp, sizeof(docs_csp) - 1);
-    else
+    else if (!(guard != NULL && guard->file && program_file(req)))
         add_plain_header(req, H2O_STRLIT("content-security-policy"), api_csp, sizeof(api_csp) - 1);
     if (hsts > 0 && req->scheme == &H2O_URL_SCHEME_HTTPS) {
         char *value = h2o_mem_alloc_pool(&req->pool, 32);

@@ -183,6 +183,7 @@ typedef struct znp_http_guard {
     const znp_cors_policy_t *cors; /* the group's policy when CORS is on for it, else NULL */
     h2o_iovec_t allow_origin;      /* Access-Control-Allow-Origin value, base NULL when not allowed */
     int docs;                      /* a /docs path: the Swagger UI Content-Security-Policy */
+    int file;                      /* a stream operation: its files for programs go without Content-Security-Policy */
     znp_rate_verdict_t rate;       /* tightest bucket taken from, for the RateLimit-* headers */
 } znp_http_guard_t;
 

@@ -1197,6 +1197,7 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
         return;
     }
     state->route = match.route->path;
+    state->guard.file = (match.route->operation->flags & ZNP_OP_STREAM) != 0;
     if (znp_http__guard_operation(req, state, &state->guard, match.route->path,
                                   (size_t)(match.route->operation - znp_operations),
                                   match.route->operation->rate_limit))

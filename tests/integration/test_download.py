@@ -196,6 +196,28 @@ class Headers(unittest.TestCase):
                 self.assertEqual(res.json()["error"], "not_found")
                 self.assertIsNone(res.header("subscription-userinfo"))
 
+    def test_security_headers_of_files_pages_and_errors(self):
+        # a file for a program and its 304 go without Content-Security-Policy, but keep the other security headers
+        token = new_subscription()["token"]
+        first = download(token, "ClashMeta/1.19.28; mihomo/1.19.28")
+        again = download(token, "ClashMeta/1.19.28; mihomo/1.19.28", headers={"If-None-Match": first.header("etag")})
+        for res, status in [(first, 200), (again, 304)]:
+            with self.subTest(status=status):
+                self.assertEqual(res.status, status, res)
+                self.assertIsNone(res.header("content-security-policy"))
+                self.assertEqual(res.header("x-content-type-options"), "nosniff")
+                self.assertEqual(res.header("referrer-policy"), "no-referrer")
+                self.assertTrue(res.header("x-request-id"))
+
+        # the page for a browser and the error envelope keep it
+        page = download(token, Browsers.BROWSER, headers={"Accept": "text/html"})
+        missing = download("AAAAAAAAAAAAAAAAAAAAAA", "Stash/2.4")
+        for res, status in [(page, 200), (missing, 404)]:
+            with self.subTest(status=status):
+                self.assertEqual(res.status, status, res)
+                self.assertIn("frame-ancestors 'none'", res.header("content-security-policy") or "")
+                self.assertEqual(res.header("x-content-type-options"), "nosniff")
+
     def test_token_rate_limit(self):
         token = new_subscription()["token"]
         # the bucket refills one token every 2 s, so a slow run (valgrind) may get a few more than the burst
