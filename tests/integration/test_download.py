@@ -50,7 +50,9 @@ CONTENT_TYPES = {
 
 def setUpModule():
     global server
-    server = harness.Server("download", config={"site": {"name": SITE_NAME, "subscription_update_hours": 12}})
+    # the loopback peer is a trusted proxy, so a test can send as another client address with X-Forwarded-For
+    server = harness.Server("download", config={"site": {"name": SITE_NAME, "subscription_update_hours": 12},
+                                                "server": {"trusted_proxies": "127.0.0.1"}})
     try:
         server.create_admin(*ADMIN)
         server.start()
@@ -144,6 +146,28 @@ class ClientFormats(unittest.TestCase):
         self.assertEqual(res.header("content-type"), "application/json")
         res = download(token, None, "?flag=sip008")
         self.assertEqual(json.loads(res.body.decode("utf-8")).get("version"), 1)
+
+    def test_repeated_requests_keep_their_format(self):
+        # the first round renders each file; the next two are served from the cache, where the client that the
+        # detection finds is remembered per User-Agent, flag and Accept value: each must keep its own answer
+        cases = [(agent, "", None, CONTENT_TYPES[name]) for agent, name in FC03] + [
+            ("Stash/2.4", "?flag=sing-box", None, "application/json"),
+            (None, "", {"Accept": "text/html"}, "text/html; charset=utf-8"),
+            ("ClashMeta/1.19.28; mihomo/1.19.28", "?flag=base64", None, CONTENT_TYPES["base64"]),
+            ("ClashMeta/1.19.28; mihomo/1.19.28", "", {"Accept": "text/html"}, CONTENT_TYPES["clash-meta"]),
+        ]
+        # two tokens, so that the three rounds stay under the per-token limit of 30 a minute, and an address of
+        # their own, so that they leave the per-address bucket of the other tests alone
+        tokens = [new_subscription()["token"], new_subscription()["token"]]
+        first = {}
+        for round_number in range(3):
+            for i, (agent, query, headers, content_type) in enumerate(cases):
+                with self.subTest(round=round_number, agent=agent, query=query, headers=headers):
+                    res = download(tokens[i % 2], agent, query, headers=dict(headers or {}, **{
+                        "X-Forwarded-For": "192.0.2.77"}))
+                    self.assertEqual(res.status, 200, res)
+                    self.assertEqual(res.header("content-type"), content_type)
+                    self.assertEqual(first.setdefault(i, res.header("etag")), res.header("etag"))
 
     def test_short_alias_gives_the_same_file(self):
         token = new_subscription()["token"]
