@@ -19,7 +19,9 @@ void znp_metrics_http_in_flight_add(int delta);
 /*
  * Count one finished HTTP request. `route` is the route template (e.g.
  * "/api/v1/{admin}/site-settings") or "unmatched"; label cardinality stays
- * bounded because raw paths are never used as labels.
+ * bounded because raw paths are never used as labels. `route` must be a
+ * string with static storage duration that never changes: its label is
+ * remembered by its address.
  */
 void znp_metrics_observe_request(const char *route, const char *method, int status, double seconds);
 

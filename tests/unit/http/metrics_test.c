@@ -100,18 +100,39 @@ static void metrics__label_value_escaped(void **state)
 
 static void metrics__full_route_table_uses_other(void **state)
 {
-    char route[32];
+    /* routes must keep their address and text (the label is remembered by address), as static strings do */
+    static char routes[600][8];
     char *text;
 
     (void)state;
     for (int i = 0; i < 600; i++) {
-        snprintf(route, sizeof route, "/r%d", i);
-        znp_metrics_observe_request(route, "GET", 200, 0.001);
+        snprintf(routes[i], sizeof routes[i], "/r%d", i);
+        znp_metrics_observe_request(routes[i], "GET", 200, 0.001);
     }
+    /* the second round takes the remembered labels */
+    for (int i = 0; i < 600; i++)
+        znp_metrics_observe_request(routes[i], "GET", 200, 0.001);
     text = render();
     /* 512 label slots: the rest share "other" */
-    assert_true(sample(text, "znp_http_requests_total{route=\"other\",method=\"GET\",status=\"200\"}") == 600 - 512);
-    assert_true(sample(text, "znp_http_request_duration_seconds_count{route=\"other\"}") == 600 - 512);
+    assert_true(sample(text, "znp_http_requests_total{route=\"other\",method=\"GET\",status=\"200\"}") ==
+                2 * (600 - 512));
+    assert_true(sample(text, "znp_http_request_duration_seconds_count{route=\"other\"}") == 2 * (600 - 512));
+    assert_true(sample(text, "znp_http_requests_total{route=\"/r0\",method=\"GET\",status=\"200\"}") == 2);
+    free(text);
+}
+
+/* A new znp_metrics_init forgets the remembered labels, whose table it empties. */
+static void metrics__init_forgets_remembered_routes(void **state)
+{
+    static const char route[] = "/remembered";
+    char *text;
+
+    (void)state;
+    znp_metrics_observe_request(route, "GET", 200, 0.001);
+    znp_metrics_init();
+    znp_metrics_observe_request(route, "GET", 200, 0.001);
+    text = render();
+    assert_true(sample(text, "znp_http_requests_total{route=\"/remembered\",method=\"GET\",status=\"200\"}") == 1);
     free(text);
 }
 
@@ -196,6 +217,7 @@ int run_metrics_tests(void)
         cmocka_unit_test_setup(metrics__histogram_buckets_cumulative, reset),
         cmocka_unit_test_setup(metrics__label_value_escaped, reset),
         cmocka_unit_test_setup(metrics__full_route_table_uses_other, reset),
+        cmocka_unit_test_setup(metrics__init_forgets_remembered_routes, reset),
         cmocka_unit_test_setup(metrics__grpc_codes_named, reset),
         cmocka_unit_test_setup(metrics__gauges_rendered, reset),
         cmocka_unit_test_setup(metrics__every_family_has_help_and_type, reset),
