@@ -14,7 +14,7 @@
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
  * spec/schemas/system.yaml, spec/schemas/templates.yaml, spec/schemas/traffic.yaml,
- * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 0d2e4ba1b4b8); template
+ * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 62940bb79a9e); template
  * grpc_methods.gen.c.j2. Do not edit.
  */
 #include "grpc_methods.gen.h"

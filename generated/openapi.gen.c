@@ -13,7 +13,7 @@
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
  * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml, spec/schemas/templates.yaml,
  * spec/schemas/traffic.yaml, spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash
- * 607163381009); template openapi.gen.c.j2. Do not edit.
+ * c8de3944c5dc); template openapi.gen.c.j2. Do not edit.
  */
 #include "openapi.gen.h"
 
@@ -9354,7 +9354,7 @@ const char znp_openapi_json[] =
     "    },\n"
     "    \"/api/v1/{admin}/audit-logs/export\": {\n"
     "      \"get\": {\n"
-    "        \"description\": \"Returns every row that matches the filters, newest first, with no page\\nlimit. format=csv streams text/csv (RFC 4180, header\\nid,actor_id,actor_email,actor_roles,action,resource_type,resource_id,source_ip,metadata,created_at;\\nroles joined with |, metadata as JSON text; a cell starting with = + - or @\\ngets a leading single quote) as the attachment audit-logs.csv.\\n\",\n"
+    "        \"description\": \"Returns every row that matches the filters, newest first, with no page\\nlimit. Both formats are streamed row by row, so any number of rows fits;\\nin the JSON document total_count and exported_at follow the logs.\\nformat=csv streams text/csv (RFC 4180, header\\nid,actor_id,actor_email,actor_roles,action,resource_type,resource_id,source_ip,metadata,created_at;\\nroles joined with |, metadata as JSON text; a cell starting with = + - or @\\ngets a leading single quote) as the attachment audit-logs.csv.\\n\",\n"
     "        \"operationId\": \"export_audit_logs\",\n"
     "        \"parameters\": [\n"
     "          {\n"
@@ -9490,7 +9490,7 @@ const char znp_openapi_json[] =
     "        \"x-znp-role\": \"admin\",\n"
     "        \"x-znp-stream\": \"text/csv\",\n"
     "        \"x-znp-zh\": {\n"
-    "          \"description\": \"返回所有匹配筛选条件的记录，最新在前，不分页。format=csv 时以 text/csv\\n流式返回附件 audit-logs.csv（RFC 4180；角色以 | 连接，metadata 为 JSON 文本；\\n以 = + - @ 开头的单元格前加单引号，防止公式注入）。\\n\",\n"
+    "          \"description\": \"返回所有匹配筛选条件的记录，最新在前，不分页。两种格式都逐行流式返回，记录再多也能导出；\\nJSON 文档中 total_count 和 exported_at 位于 logs 之后。format=csv 时以 text/csv\\n流式返回附件 audit-logs.csv（RFC 4180；角色以 | 连接，metadata 为 JSON 文本；\\n以 = + - @ 开头的单元格前加单引号，防止公式注入）。\\n\",\n"
     "          \"summary\": \"导出全部匹配的审计日志（JSON 或 CSV）\"\n"
     "        }\n"
     "      },\n"

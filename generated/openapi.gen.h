@@ -13,7 +13,7 @@
  * spec/schemas/register.yaml, spec/schemas/security.yaml, spec/schemas/site.yaml,
  * spec/schemas/subscriptions.yaml, spec/schemas/system.yaml, spec/schemas/templates.yaml,
  * spec/schemas/traffic.yaml, spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash
- * 607163381009); template openapi.gen.h.j2. Do not edit.
+ * c8de3944c5dc); template openapi.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_OPENAPI_H
 #define ZNP_GENERATED_OPENAPI_H

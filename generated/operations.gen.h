@@ -13,7 +13,7 @@
  * spec/schemas/nodes.yaml, spec/schemas/plans.yaml, spec/schemas/register.yaml,
  * spec/schemas/security.yaml, spec/schemas/site.yaml, spec/schemas/subscriptions.yaml,
  * spec/schemas/system.yaml, spec/schemas/templates.yaml, spec/schemas/traffic.yaml,
- * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash 97508067f8a8); template
+ * spec/schemas/uniproxy.yaml, spec/schemas/user-nodes.yaml (spec hash e905747ba45a); template
  * operations.gen.h.j2. Do not edit.
  */
 #ifndef ZNP_GENERATED_OPERATIONS_H

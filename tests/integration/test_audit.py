@@ -283,6 +283,29 @@ class BulkExport(unittest.TestCase):
         self.assertEqual(len(body["logs"]), BULK_ROWS)
         self.assertEqual({r["metadata"]["i"] for r in body["logs"]}, set(range(1, BULK_ROWS + 1)))
 
+    def test_json_export_of_many_rows_streams(self):
+        # 60,000 rows make a 20 MB document: more than the request memory of a JSON answer, so it is streamed
+        psql("INSERT INTO audit_logs (actor_id, actor_email, actor_roles, action, resource_type, resource_id,"
+             " source_ip, diff) SELECT 78, 'many@example.com', ARRAY['admin'], 'test.many', 'row', i::text,"
+             " '192.0.2.2', jsonb_build_object('i', i, 'pad', repeat('x', 100)) FROM generate_series(1, 60000) AS i")
+        res = admin_get(EXPORT + "?format=json&action=test.many")
+        self.assertEqual(res.status, 200, res)
+        self.assertTrue(res.header("content-type").startswith("application/json"), res.headers)
+        self.assertGreater(len(res.body), 16 * 1024 * 1024)
+        body = res.json()
+        self.assertEqual(body["total_count"], 60000)
+        self.assertEqual(len(body["logs"]), 60000)
+        self.assertEqual([r["metadata"]["i"] for r in body["logs"][:2]], [60000, 59999])
+        self.assertEqual({r["metadata"]["i"] for r in body["logs"]}, set(range(1, 60001)))
+        self.assertEqual(server.request("GET", "/api/v1/ping").status, 200)
+
+    def test_json_export_of_nothing(self):
+        res = admin_get(EXPORT + "?format=json&action=no.such.action")
+        self.assertEqual(res.status, 200, res)
+        body = res.json()
+        self.assertEqual((body["logs"], body["total_count"]), ([], 0))
+        self.assertGreater(body["exported_at"], 1700000000)
+
 
 if __name__ == "__main__":
     unittest.main()
