@@ -40,16 +40,28 @@ void znp_auth_set_site_require_admin_mfa(int required);
 /*
  * Failed attempts per client IP and scope ("login" or "callback") in a
  * fixed window of `window_s` seconds, counted in PostgreSQL so that the
- * limit applies across instances. znp_ip_failures_reserve counts the
- * attempt as a failure in the statement that checks the limit, so parallel
- * attempts cannot overshoot it; call it before verifying anything. It sets
- * *count to the count with this attempt (0 when the limit is off) and
- * returns 0, ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set to the
- * seconds left in the window, or a database error. Call
- * znp_ip_failures_release when the attempt turns out not to be a failure.
- * Both do nothing when `limit` or `window_s` is 0 or the client IP is unknown.
+ * limit applies across instances. Each attempt takes a pending slot first,
+ * and the window is full when its failures and pending slots reach `limit`.
  */
-int znp_ip_failures_reserve(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s, int64_t *count);
-void znp_ip_failures_release(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s);
+typedef struct znp_ip_attempt {
+    int counted;       /* 0 when the limit is off or the client IP is unknown */
+    int64_t window_us; /* start of the window the slot is in, in microseconds */
+} znp_ip_attempt_t;
+
+/*
+ * Take a pending slot for the attempt before verifying anything. While
+ * attempts in flight fill the window, wait up to 3 s for them to be decided.
+ * Returns 0, ZNP_E_TOO_MANY_REQUESTS with ctx->err->retry_after set (the
+ * seconds left in the window once its failures reach the limit), or a
+ * database error.
+ */
+int znp_ip_failures_reserve(znp_ctx_t *ctx, const char *scope, uint32_t limit, uint32_t window_s,
+                            znp_ip_attempt_t *attempt);
+/*
+ * Decide the attempt: a failure moves its slot to the failures of the window
+ * it was counted in, a success gives it back. Returns the failures after a
+ * failure is counted, else 0. Errors are logged, not returned.
+ */
+int64_t znp_ip_failures_settle(znp_ctx_t *ctx, const char *scope, const znp_ip_attempt_t *attempt, int failed);
 
 #endif

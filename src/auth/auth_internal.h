@@ -79,15 +79,14 @@ int znp_auth__record_failure(znp_ctx_t *ctx, const znp_auth_user_t *user);
 
 /*
  * The per-client-IP sign-in limit (auth.ip_failure_limit per
- * auth.ip_failure_window_s, in PostgreSQL). znp_auth__ip_reserve counts the
- * attempt from ctx->client_ip as a failure before anything is verified and
- * returns 0 (with the count in *count), ZNP_E_TOO_MANY_REQUESTS with
- * ctx->err->retry_after set, or a database error. Once the attempt is
- * decided, znp_auth__ip_settle gives the count back unless `failed`, and
- * audits auth.login.ip_limited when a failure brought the count to the limit.
+ * auth.ip_failure_window_s, in PostgreSQL; see znp_ip_failures_reserve).
+ * znp_auth__ip_reserve takes the attempt's slot before anything is verified.
+ * Once the attempt is decided, znp_auth__ip_settle counts it as a failure
+ * when `failed` or gives the slot back, and audits auth.login.ip_limited when
+ * a failure brings the window to the limit.
  */
-int znp_auth__ip_reserve(znp_ctx_t *ctx, int64_t *count);
-void znp_auth__ip_settle(znp_ctx_t *ctx, int64_t count, int failed);
+int znp_auth__ip_reserve(znp_ctx_t *ctx, znp_ip_attempt_t *attempt);
+void znp_auth__ip_settle(znp_ctx_t *ctx, const znp_ip_attempt_t *attempt, int failed);
 
 /*
  * Finish a sign-in inside the caller's open transaction: reset the failure

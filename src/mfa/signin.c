@@ -154,14 +154,14 @@ static int attempt(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *req, znp_
 
 int znp_op_auth_login_mfa(znp_ctx_t *ctx, const znp_auth_login_mfa_request_t *req, znp_auth_login_mfa_response_t *resp)
 {
-    int64_t count = 0;
+    znp_ip_attempt_t slot;
     int failed = 0, rc;
 
     /* an address with too many recent failures is refused first */
-    rc = znp_auth__ip_reserve(ctx, &count);
+    rc = znp_auth__ip_reserve(ctx, &slot);
     if (rc != 0)
         return rc;
     rc = attempt(ctx, req, resp, &failed);
-    znp_auth__ip_settle(ctx, count, failed);
+    znp_auth__ip_settle(ctx, &slot, failed);
     return rc;
 }

@@ -29,26 +29,27 @@ int znp_traffic_webhook_verify(znp_ctx_t *ctx, const char *token, const char *si
     uint32_t limit = config != NULL ? config->webhook.ip_failure_limit : 0;
     uint32_t window_s = config != NULL ? config->webhook.ip_failure_window_s : 0;
     const char *reason = "";
-    int64_t failures = 0;
+    znp_ip_attempt_t attempt;
+    int64_t failures;
     int rc;
 
     /*
-     * Each callback counts as a failure before its credentials are checked,
-     * in the statement that checks the limit, and gets its count back when
-     * they are right. So an address that sent too many bad callbacks is
+     * Each callback takes a slot in the statement that checks the limit,
+     * before its credentials are checked, and the slot becomes a failure or
+     * is given back. So an address that sent too many bad callbacks is
      * refused on every instance, and parallel ones cannot overshoot the limit.
      */
-    rc = znp_ip_failures_reserve(ctx, "callback", limit, window_s, &failures);
+    rc = znp_ip_failures_reserve(ctx, "callback", limit, window_s, &attempt);
     if (rc != 0)
         return rc;
     rc = traffic__webhook_check(&keys, now, token, signature, body, body_len, &reason);
+    failures = znp_ip_failures_settle(ctx, "callback", &attempt, rc != 0);
     if (rc != 0) {
         ZNP_WARN(TRAFFIC_LOG_TAG, ctx->request_id,
                  "kernel callback rejected: client=%s reason=\"%s\" failures_in_window=%lld",
                  ctx->client_ip != NULL ? ctx->client_ip : "", reason, (long long)failures);
         return znp_error_set(ctx->err, rc, NULL, "%s", reason);
     }
-    znp_ip_failures_release(ctx, "callback", limit, window_s);
     return 0;
 }
 

@@ -14,6 +14,8 @@ Run alone: /usr/bin/python3 tests/integration/run.py test_login_limit
 import concurrent.futures
 import http.client
 import json
+import subprocess
+import threading
 import unittest
 
 from tests.integration import harness
@@ -27,6 +29,8 @@ LIMITED_IP = "127.0.9.1"
 FREE_IP = "127.0.9.2"
 FRESH_IP = "127.0.9.3"
 BURST_IP = "127.0.9.7"
+MIXED_IP = "127.0.9.8"
+HELD_IP = "127.0.9.9"
 CALLBACK_LIMIT = 3
 CALLBACK_TOKEN = "callback-limit-token-7c1d"
 CALLBACK_IP = "127.0.9.4"
@@ -162,6 +166,55 @@ class IpLimit(unittest.TestCase):
         self.assertEqual(statuses.count(429), 40 - LIMIT, statuses)
         self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % BURST_IP),
                          str(LIMIT))
+        # the failure that reached the limit wrote the only audit row of the window
+        self.assertEqual(psql("SELECT count(*) FROM audit_logs WHERE action = 'auth.login.ip_limited'"
+                              " AND source_ip = '%s'" % BURST_IP), "1")
+
+    def test_right_sign_ins_in_flight_do_not_count(self):
+        # one failure short of the limit, 10 parallel right sign-ins all succeed: the slots they take are given back
+        for i in range(LIMIT - 1):
+            self.assertEqual(login(first if i % 2 else second, MIXED_IP, "nobody-%d@example.test" % i, WRONG).status,
+                             401)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            statuses = list(pool.map(lambda i: login(first if i % 2 else second, MIXED_IP, USER[0], USER[1]).status,
+                                     range(10)))
+        self.assertEqual(statuses, [200] * 10)
+        self.assertEqual(psql("SELECT failures || '/' || pending FROM ip_failures WHERE scope = 'login'"
+                              " AND ip = '%s'" % MIXED_IP), "%d/0" % (LIMIT - 1))
+        # the last failure reaches the limit and audits it once, the next attempt is refused
+        self.assertEqual(login(first, MIXED_IP, OTHER[0], WRONG).status, 401)
+        self.assertEqual(login(second, MIXED_IP, OTHER[0], OTHER[1]).status, 429)
+        self.assertEqual(psql("SELECT count(*) FROM audit_logs WHERE action = 'auth.login.ip_limited'"
+                              " AND source_ip = '%s'" % MIXED_IP), "1")
+
+    def test_attempt_settles_in_its_own_window(self):
+        # a right sign-in waits on the account's row lock while its window ends and a new one counts a failure:
+        # giving its slot back must not take that failure away
+        cluster = harness.EmbeddedCluster(first.data_dir)
+        locker = subprocess.Popen(cluster.psql_argv(first.database_name()), stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        locker.stdin.write(("BEGIN;\nSELECT 1 FROM users WHERE email = '%s' FOR UPDATE;\n" % OTHER[0]).encode())
+        locker.stdin.flush()
+        held = {}
+        try:
+            self.assertTrue(harness.wait_until(lambda: psql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'users' AND l.mode = 'RowShareLock' AND l.granted") != "0", timeout=5))
+            worker = threading.Thread(target=lambda: held.update(res=login(first, HELD_IP, OTHER[0], OTHER[1])))
+            worker.start()
+            self.assertTrue(harness.wait_until(lambda: psql(
+                "SELECT pending FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % HELD_IP) == "1", timeout=10))
+            psql("UPDATE ip_failures SET window_start = now() - interval '%d seconds'"
+                 " WHERE scope = 'login' AND ip = '%s'" % (WINDOW_S + 1, HELD_IP))
+            self.assertEqual(login(second, HELD_IP, "nobody@example.test", WRONG).status, 401)
+        finally:
+            locker.stdin.write(b"COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(timeout=harness.scaled(30))
+        worker.join(timeout=harness.scaled(30))
+        self.assertEqual(held["res"].status, 200, held.get("res"))
+        self.assertEqual(psql("SELECT failures || '/' || pending FROM ip_failures WHERE scope = 'login'"
+                              " AND ip = '%s'" % HELD_IP), "1/0")
 
 
 class CallbackLimit(unittest.TestCase):

@@ -1,0 +1,1 @@
+ALTER TABLE ip_failures DROP COLUMN pending;
