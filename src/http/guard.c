@@ -263,11 +263,12 @@ void znp_http__guard_merge_rate(znp_rate_verdict_t *into, const znp_rate_verdict
 }
 
 /*
- * Whether the response is a file for a program: a 2xx or 304 that is not
- * HTML, such as a subscription file, a node's user list or a CSV export.
- * Content-Security-Policy only governs documents that a browser renders, and
- * nosniff keeps a browser from rendering these, so they go without it and
- * save the header on the busiest route. Errors are JSON envelopes and keep it.
+ * Whether the response is a file for a program: a 304, which has no body, or
+ * a 2xx that is neither HTML nor JSON, such as a subscription file in YAML
+ * or text or a CSV export. Content-Security-Policy only governs documents
+ * that a browser renders, and nosniff keeps a browser from rendering these,
+ * so they go without it and save the header on the busiest route. JSON
+ * answers, errors included, keep it like every other API answer.
  */
 static int program_file(h2o_req_t *req)
 {
@@ -282,7 +283,9 @@ static int program_file(h2o_req_t *req)
     if (index == -1)
         return 1;
     type = req->res.headers.entries[index].value;
-    return !(type.len >= 9 && h2o_lcstris(type.base, 9, H2O_STRLIT("text/html")));
+    if (type.len >= 9 && h2o_lcstris(type.base, 9, H2O_STRLIT("text/html")))
+        return 0;
+    return !(type.len >= 16 && h2o_lcstris(type.base, 16, H2O_STRLIT("application/json")));
 }
 
 void znp_http__guard_headers(h2o_req_t *req, znp_http_server_t *server, const znp_http_guard_t *guard)

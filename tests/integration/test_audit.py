@@ -299,6 +299,16 @@ class BulkExport(unittest.TestCase):
         self.assertEqual({r["metadata"]["i"] for r in body["logs"]}, set(range(1, 60001)))
         self.assertEqual(server.request("GET", "/api/v1/ping").status, 200)
 
+    def test_csp_on_json_but_not_on_csv(self):
+        # a CSV file is for programs and goes without Content-Security-Policy; a JSON answer keeps it
+        csv_res = admin_get(EXPORT + "?format=csv&action=no.such.action")
+        json_res = admin_get(EXPORT + "?format=json&action=no.such.action")
+        self.assertEqual((csv_res.status, json_res.status), (200, 200))
+        self.assertIsNone(csv_res.header("content-security-policy"))
+        self.assertIn("frame-ancestors 'none'", json_res.header("content-security-policy") or "")
+        for res in (csv_res, json_res):
+            self.assertEqual(res.header("x-content-type-options"), "nosniff")
+
     def test_json_export_of_nothing(self):
         res = admin_get(EXPORT + "?format=json&action=no.such.action")
         self.assertEqual(res.status, 200, res)

@@ -233,10 +233,11 @@ class Headers(unittest.TestCase):
                 self.assertEqual(res.header("referrer-policy"), "no-referrer")
                 self.assertTrue(res.header("x-request-id"))
 
-        # the page for a browser and the error envelope keep it
+        # the page for a browser, a JSON file (sing-box) and the error envelope keep it
         page = download(token, Browsers.BROWSER, headers={"Accept": "text/html"})
+        json_file = download(token, "SFI/1.12.1 (Build 1; sing-box 1.11.3; language en_US)")
         missing = download("AAAAAAAAAAAAAAAAAAAAAA", "Stash/2.4")
-        for res, status in [(page, 200), (missing, 404)]:
+        for res, status in [(page, 200), (json_file, 200), (missing, 404)]:
             with self.subTest(status=status):
                 self.assertEqual(res.status, status, res)
                 self.assertIn("frame-ancestors 'none'", res.header("content-security-policy") or "")
