@@ -21,6 +21,7 @@
 #define LOG_TAG                 "audit"
 #define CSV_FLUSH               (64 * 1024) /* bytes of CSV collected before each write to the stream */
 #define EXPORT_MESSAGE_MAX_ROWS 10000       /* rows of a JSON export over gRPC, which is one message */
+#define EXPORT_STATEMENT_TIMEOUT "10min"    /* of the export query, which lasts as long as the transfer */
 #define FILTER_COUNT            6
 
 static const char SQL_INSERT[] =
@@ -338,7 +339,7 @@ static int export_begin(znp_ctx_t *ctx, int json)
  * ctx->stream in batches, as CSV or as the JSON export document. Memory
  * stays bounded by one batch, however many rows match.
  */
-static int export_stream(znp_ctx_t *ctx, const filters_t *f, int json)
+static int export_rows(znp_ctx_t *ctx, const filters_t *f, int json)
 {
     PGresult *res = NULL;
     char *buffer = NULL;
@@ -395,6 +396,29 @@ static int export_stream(znp_ctx_t *ctx, const filters_t *f, int json)
     if (rc == 0 && len > 0)
         rc = znp_stream_write(ctx->stream, buffer, len);
     free(buffer);
+    return rc;
+}
+
+/*
+ * The export query stays open while its rows go out, at the pace of the
+ * client, so it runs in a transaction with its own statement timeout instead
+ * of database.statement_timeout_ms, which is meant for short queries. A
+ * client that reads nothing is cut off by the stream's stall timeout.
+ */
+static int export_stream(znp_ctx_t *ctx, const filters_t *f, int json)
+{
+    static const char SQL_EXPORT_TIMEOUT[] = "SET LOCAL statement_timeout = '" EXPORT_STATEMENT_TIMEOUT "'";
+    int rc = znp_sql_begin(ctx->db, ctx->request_id);
+
+    if (rc != 0)
+        return rc;
+    rc = znp_sql_exec(NULL, ctx->db, SQL_EXPORT_TIMEOUT, 0, NULL, ctx->request_id);
+    if (rc == 0)
+        rc = export_rows(ctx, f, json);
+    if (rc == 0)
+        rc = znp_sql_commit(ctx->db, ctx->request_id);
+    else
+        znp_sql_rollback(ctx->db, ctx->request_id);
     return rc;
 }
 

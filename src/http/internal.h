@@ -147,7 +147,8 @@ void znp_http__discard_replies(h2o_linklist_t *messages);
 
 void znp_http__mailbox_release(znp_http_mailbox_t *mailbox);
 
-/* Worker side of streamed bodies. */
+/* Worker side of streamed bodies. A worker waits at most `ms` for a client that reads nothing (0: 60 s). */
+void znp_http__stream_set_stall_timeout(unsigned ms);
 void znp_http__writer_init(znp_http_writer_t *writer, znp_http_mailbox_t *mailbox, void *job, const char *request_id);
 /*
  * After the operation returned `rc`: when pieces already went to the loop,

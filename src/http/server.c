@@ -277,6 +277,7 @@ static void configure_h2o(znp_http_server_t *server)
     }
     if (config->idle_timeout_ms > 0)
         server->globalconf.http2.idle_timeout = config->idle_timeout_ms;
+    znp_http__stream_set_stall_timeout(config->idle_timeout_ms);
 
     host = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     znp_http__register_handlers(server, host);

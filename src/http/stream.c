@@ -31,6 +31,22 @@
 #define WINDOW_BYTES (1024 * 1024)
 #define WAIT_STEP_MS 200 /* a waiting worker looks at the mailbox this often */
 
+/* how long a worker waits for a client that reads nothing (server.idle_timeout_ms) */
+static atomic_uint stall_timeout_ms = 60000;
+
+void znp_http__stream_set_stall_timeout(unsigned ms)
+{
+    atomic_store(&stall_timeout_ms, ms > 0 ? ms : 60000);
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
 typedef struct piece piece_t;
 typedef struct znp_http_stream stream_t;
 
@@ -48,6 +64,7 @@ struct znp_http_stream {
     pthread_cond_t drained;
     size_t outstanding; /* bytes queued for the loop and not written to the client yet; guarded by lock */
     int cancelled;      /* the client is gone or the loop stopped; guarded by lock */
+    int stalled;        /* cancelled because the client read nothing for the stall timeout; guarded by lock */
 
     /* event-loop thread only */
     h2o_req_t *req; /* NULL before the first piece and once the request is gone */
@@ -175,13 +192,26 @@ static stream_t *stream_create(znp_http_writer_t *writer)
 /* Wait for room in the window, then queue `piece` to the loop. Takes ownership of `piece`. */
 static int send_piece(stream_t *stream, piece_t *piece)
 {
+    uint64_t progress_at = monotonic_ms();
+    size_t seen;
     int rc = 0;
 
     /* the end piece never waits: it is small, and the loop needs it to let go of the stream */
     pthread_mutex_lock(&stream->lock);
+    seen = stream->outstanding;
     while (!piece->end && !stream->cancelled && stream->outstanding > 0 &&
            stream->outstanding + piece->len > WINDOW_BYTES) {
         struct timespec until;
+
+        /* a client that reads nothing for the stall timeout loses the response, and the worker is free again */
+        if (stream->outstanding < seen) {
+            seen = stream->outstanding;
+            progress_at = monotonic_ms();
+        } else if (monotonic_ms() - progress_at >= atomic_load(&stall_timeout_ms)) {
+            stream->cancelled = 1;
+            stream->stalled = 1;
+            break;
+        }
 
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += WAIT_STEP_MS * 1000000L;
@@ -239,6 +269,16 @@ static piece_t *piece_create(stream_t *stream, const char *data, size_t len)
     return piece;
 }
 
+static int stream_stalled(stream_t *stream)
+{
+    int stalled;
+
+    pthread_mutex_lock(&stream->lock);
+    stalled = stream->stalled;
+    pthread_mutex_unlock(&stream->lock);
+    return stalled;
+}
+
 static int flush(znp_http_writer_t *writer)
 {
     piece_t *piece;
@@ -254,7 +294,11 @@ static int flush(znp_http_writer_t *writer)
         return ZNP_E_INTERNAL;
     writer->len = 0;
     rc = send_piece(writer->stream, piece);
-    if (rc != 0)
+    if (rc != 0 && stream_stalled(writer->stream))
+        ZNP_WARN(LOG_MODULE, writer->request_id,
+                 "streamed response stopped: the client read nothing for %u ms (server.idle_timeout_ms)",
+                 atomic_load(&stall_timeout_ms));
+    else if (rc != 0)
         ZNP_INFO(LOG_MODULE, writer->request_id, "streamed response stopped: the client or the loop went away");
     return rc;
 }
