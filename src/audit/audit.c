@@ -173,10 +173,32 @@ static void decref_json(void *data)
     json_decref(data);
 }
 
+/*
+ * The metadata of a row as an object. znp writes objects, but a row edited by
+ * hand may hold another JSON value, which comes back as {"value": ...}, or
+ * one jansson cannot read (an integer over 64 bits, nesting over 2048),
+ * which is logged and comes back as {"unreadable": true}, so that one row
+ * does not break the list and the export.
+ */
+static json_t *row_metadata(znp_ctx_t *ctx, const PGresult *res, int row)
+{
+    json_error_t error;
+    json_t *diff = json_loads(PQgetvalue(res, row, COL_DIFF), JSON_DECODE_ANY, &error);
+
+    if (diff == NULL) {
+        ZNP_ERROR(LOG_TAG, ctx->request_id, "audit row id=%s has metadata that cannot be read: %s",
+                  PQgetvalue(res, row, COL_ID), error.text);
+        return json_pack("{s:b}", "unreadable", 1);
+    }
+    if (!json_is_object(diff))
+        return json_pack("{s:o}", "value", diff);
+    return diff;
+}
+
 static int fill_log(znp_ctx_t *ctx, znp_audit_log_t *out, const PGresult *res, int row)
 {
     json_t *roles = json_loads(PQgetvalue(res, row, COL_ROLES_JSON), JSON_DECODE_ANY, NULL);
-    json_t *diff = json_loads(PQgetvalue(res, row, COL_DIFF), JSON_DECODE_ANY, NULL);
+    json_t *diff = row_metadata(ctx, res, row);
     size_t role_count = json_array_size(roles);
     char **items = NULL;
     int rc = 0;

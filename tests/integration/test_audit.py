@@ -335,6 +335,21 @@ class BulkExport(unittest.TestCase):
         with open(server.log_path, errors="replace") as f:
             self.assertIn("the client read nothing for", f.read())
 
+    def test_rows_edited_by_hand_do_not_break_the_list(self):
+        # an array, and an integer over 64 bits that jansson cannot read, written around the API
+        psql("INSERT INTO audit_logs (actor_id, actor_email, actor_roles, action, resource_type, resource_id,"
+             " source_ip, diff) VALUES (80, 'odd@example.com', ARRAY['admin'], 'test.odd', 'row', '1',"
+             " '192.0.2.4', '[1, 2]'::jsonb), (80, 'odd@example.com', ARRAY['admin'], 'test.odd', 'row', '2',"
+             " '192.0.2.4', '{\"n\": 123456789012345678901234567890}'::jsonb)")
+        for path in (LIST + "?action=test.odd", EXPORT + "?format=json&action=test.odd"):
+            with self.subTest(path=path):
+                res = admin_get(path)
+                self.assertEqual(res.status, 200, res)
+                metadata = {r["resource_id"]: r["metadata"] for r in res.json()["logs"]}
+                self.assertEqual(metadata, {"1": {"value": [1, 2]}, "2": {"unreadable": True}})
+        with open(server.log_path, errors="replace") as f:
+            self.assertIn("has metadata that cannot be read", f.read())
+
     def test_csp_on_json_but_not_on_csv(self):
         # a CSV file is for programs and goes without Content-Security-Policy; a JSON answer keeps it
         csv_res = admin_get(EXPORT + "?format=csv&action=no.such.action")
