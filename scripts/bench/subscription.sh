@@ -2,12 +2,14 @@
 # Load the public subscription download with many subscriptions, cold and warm cache and 304.
 #
 # Usage: scripts/bench/subscription.sh [--bin PATH] [--subscriptions N] [--entries N] [--requests N]
-#                                      [--clients N] [--streams N] [--agent UA]
+#                                      [--ping-requests N] [--clients N] [--streams N] [--agent UA]
 #
 #   --bin PATH          znp binary (default: build/znp, as built by scripts/quickstart.sh)
 #   --subscriptions N   subscriptions, one user each (default 10000)
 #   --entries N         protocol entries every subscription's plan grants (default 50)
-#   --requests N        h2load -n of the warm and 304 phases (default 100000)
+#   --requests N        h2load -n of the warm, gzip, 304 and static phases (default 100000)
+#   --ping-requests N   h2load -n of the ping phase (default 4 x --requests: at 100000 a ping
+#                       phase lasted a quarter of a second, and its rate moved the ratios most)
 #   --clients N         parallel h2load processes of one connection each (default 8)
 #   --streams N         h2load -m, concurrent streams per connection (default 16)
 #   --agent UA          User-Agent of every request (default a mihomo one: Clash.Meta YAML)
@@ -31,7 +33,10 @@
 #   static the same bytes as one subscription file, served by Debian's h2o
 #          (2 threads) from its file handler: the rate this machine reaches
 #          for a body of that size. Skipped when h2o is not installed.
-# For each phase it prints req/s, p99 latency (from h2load's per-request log),
+# For each phase it prints req/s (requests over the wall-clock time of the
+# phase, which includes starting the h2load processes, and "timed": the sum
+# of the rates each h2load process measured itself), p99 latency (from
+# h2load's per-request log),
 # failed requests, znp's RSS, and the CPU time per request of znp and of the
 # h2load processes (user plus system, from /proc). Both share the cores, so
 # either one's CPU limits the rate. For the cold phase it also prints znp's
@@ -44,6 +49,7 @@ ZNP=$ROOT/build/znp
 SUBS=10000
 ENTRIES=50
 REQUESTS=100000
+PING_REQUESTS=
 CLIENTS=8
 STREAMS=16
 AGENT="ClashMeta/1.19.28; mihomo/1.19.28"
@@ -56,6 +62,7 @@ while [ $# -gt 0 ]; do
     --subscriptions) SUBS=$2; shift ;;
     --entries) ENTRIES=$2; shift ;;
     --requests) REQUESTS=$2; shift ;;
+    --ping-requests) PING_REQUESTS=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
     --streams) STREAMS=$2; shift ;;
     --agent) AGENT=$2; shift ;;
@@ -64,6 +71,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+
+PING_REQUESTS=${PING_REQUESTS:-$((REQUESTS * 4))}
 
 for tool in h2load curl psql; do
     command -v "$tool" >/dev/null || { echo "subscription.sh: $tool is missing: run scripts/setup.sh --test" >&2; exit 1; }
@@ -228,7 +237,7 @@ per_request_us() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { p
 # phase NAME N URLFILE [h2load options...]: send N requests over the URLs of URLFILE from $CLIENTS
 # parallel one-connection h2load processes. Prints one result line and sets ${NAME}_rps.
 phase() {
-    local name=$1 n=$2 urls=$3 i start end rps failed p99 codes total ok per pids=() z0 z1 c0 c1
+    local name=$1 n=$2 urls=$3 i start end rps timed failed p99 codes total ok per pids=() z0 z1 c0 c1
     shift 3
     rm -f "$WORK"/part.* "$WORK"/h2load.*
     split -n "r/$CLIENTS" -d "$urls" "$WORK/part."
@@ -252,12 +261,15 @@ phase() {
     failed=$((total < n ? n - total : 0))
     codes=$(cat "$WORK"/h2load.log.* | awk -F'\t' '{ c[$2]++ } END { for (k in c) printf "%s:%d ", k, c[k] }')
     rps=$(awk -v t="$total" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", t / (b - a) }')
+    # the sum of the rates each h2load measured from its own first connection: no process start-up in it
+    timed=$(cat "$WORK"/h2load.out.* | awk '/^finished in/ { gsub(",", "", $4); s += $4 } END { printf "%.0f", s }')
     p99=$(cat "$WORK"/h2load.log.* | awk -F'\t' '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", v[i] / 1000 }')
-    printf '%-6s %8d req  %8d req/s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  CPU/req znp %s h2load %s us  (%s)\n' \
+    printf '%-6s %8d req  %8d req/s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  CPU/req znp %s h2load %s us  (%s)  timed %d req/s\n' \
         "$name" "$total" "$rps" "$p99" "$((total - ok))" "$failed" $(($(rss_kib) / 1024)) \
-        "$(per_request_us $((z1 - z0)) "$total")" "$(per_request_us $((c1 - c0)) "$total")" "${codes% }"
+        "$(per_request_us $((z1 - z0)) "$total")" "$(per_request_us $((c1 - c0)) "$total")" "${codes% }" "$timed"
     eval "${name}_rps=$rps"
+    eval "${name}_timed=$timed"
 }
 
 echo "subscription.sh: $CLIENTS x h2load -c 1 -m $STREAMS over h2c, User-Agent: $AGENT"
@@ -273,7 +285,7 @@ phase warm "$REQUESTS" "$WORK/urls"
 sleep $((REQUESTS * 2 / SUBS + 1))
 phase gzip "$REQUESTS" "$WORK/urls" -H 'accept-encoding: gzip'
 phase reval "$REQUESTS" "$WORK/urls" -H 'if-none-match: *'
-phase ping "$REQUESTS" "$WORK/ping-urls"
+phase ping "$PING_REQUESTS" "$WORK/ping-urls"
 if [ -n "$STATIC_URL" ]; then
     for _ in $(seq 1 "$CLIENTS"); do echo "$STATIC_URL"; done >"$WORK/static-urls"
     phase static "$REQUESTS" "$WORK/static-urls"
@@ -286,5 +298,7 @@ awk -v t="$((ticks_after - ticks_before))" -v hz="$hz" -v n="$SUBS" -v e="$ENTRI
 awk -v w="$warm_rps" -v p="$ping_rps" 'BEGIN { printf "warm / ping  %.2f\n", w / p }'
 # shellcheck disable=SC2154 # set by phase through eval
 awk -v g="$gzip_rps" -v p="$ping_rps" 'BEGIN { printf "gzip / ping  %.2f\n", g / p }'
+# shellcheck disable=SC2154 # set by phase through eval
+awk -v g="$gzip_timed" -v p="$ping_timed" 'BEGIN { printf "gzip / ping (timed by h2load)  %.2f\n", g / p }'
 # shellcheck disable=SC2154 # set by phase through eval
 [ -z "$STATIC_URL" ] || awk -v w="$warm_rps" -v s="$static_rps" 'BEGIN { printf "warm / static  %.2f\n", w / s }'
