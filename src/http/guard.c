@@ -268,7 +268,7 @@ void znp_http__guard_merge_rate(znp_rate_verdict_t *into, const znp_rate_verdict
  * or text or a CSV export. Content-Security-Policy only governs documents
  * that a browser renders, and nosniff keeps a browser from rendering these,
  * so they go without it and save the header on the busiest route. JSON
- * answers, errors included, keep it like every other API answer.
+ * responses, errors included, keep it like every other API response.
  */
 static int program_file(h2o_req_t *req)
 {

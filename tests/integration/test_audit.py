@@ -307,7 +307,7 @@ class BulkExport(unittest.TestCase):
         self.assertEqual({r["metadata"]["i"] for r in body["logs"]}, set(range(1, rows + 1)))
         self.assertEqual(server.request("GET", "/api/v1/ping").status, 200)
 
-    def test_clients_that_read_nothing_free_their_workers(self):
+    def test_stalled_clients_free_workers(self):
         # every worker (4) streams an export to a client that reads nothing: after the stall timeout
         # (server.idle_timeout_ms) the workers give up, and a request that needs one gets its response
         psql("INSERT INTO audit_logs (actor_id, actor_email, actor_roles, action, resource_type, resource_id,"
@@ -335,7 +335,7 @@ class BulkExport(unittest.TestCase):
         with open(server.log_path, errors="replace") as f:
             self.assertIn("the client read nothing for", f.read())
 
-    def test_rows_edited_by_hand_do_not_break_the_list(self):
+    def test_unreadable_metadata_keeps_list_working(self):
         # an array, and an integer over 64 bits that jansson cannot read, written around the API
         psql("INSERT INTO audit_logs (actor_id, actor_email, actor_roles, action, resource_type, resource_id,"
              " source_ip, diff) VALUES (80, 'odd@example.com', ARRAY['admin'], 'test.odd', 'row', '1',"
@@ -350,8 +350,8 @@ class BulkExport(unittest.TestCase):
         with open(server.log_path, errors="replace") as f:
             self.assertIn("has metadata that cannot be read", f.read())
 
-    def test_csp_on_json_but_not_on_csv(self):
-        # a CSV file is for programs and goes without Content-Security-Policy; a JSON answer keeps it
+    def test_csp_on_json_not_csv(self):
+        # a CSV file is for programs and goes without Content-Security-Policy, while a JSON response keeps it
         csv_res = admin_get(EXPORT + "?format=csv&action=no.such.action")
         json_res = admin_get(EXPORT + "?format=json&action=no.such.action")
         self.assertEqual((csv_res.status, json_res.status), (200, 200))

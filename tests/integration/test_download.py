@@ -149,7 +149,7 @@ class ClientFormats(unittest.TestCase):
 
     def test_repeated_requests_keep_their_format(self):
         # the first round renders each file; the next two are served from the cache, where the client that the
-        # detection finds is remembered per User-Agent, flag and Accept value: each must keep its own answer
+        # detection finds is remembered per User-Agent, flag and Accept value: each must keep its own response
         cases = [(agent, "", None, CONTENT_TYPES[name]) for agent, name in FC03] + [
             ("Stash/2.4", "?flag=sing-box", None, "application/json"),
             (None, "", {"Accept": "text/html"}, "text/html; charset=utf-8"),
@@ -220,7 +220,7 @@ class Headers(unittest.TestCase):
                 self.assertEqual(res.json()["error"], "not_found")
                 self.assertIsNone(res.header("subscription-userinfo"))
 
-    def test_security_headers_of_files_pages_and_errors(self):
+    def test_security_headers_per_response_kind(self):
         # a file for a program and its 304 go without Content-Security-Policy, but keep the other security headers
         token = new_subscription()["token"]
         first = download(token, "ClashMeta/1.19.28; mihomo/1.19.28")

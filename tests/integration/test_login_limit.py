@@ -157,7 +157,7 @@ class IpLimit(unittest.TestCase):
         self.assertEqual(psql("SELECT count(*) FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % LIMITED_IP), "0")
         self.assertEqual(psql("SELECT failures FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % FRESH_IP), "1")
 
-    def test_parallel_failed_sign_ins_stop_at_the_limit(self):
+    def test_parallel_failures_stop_at_limit(self):
         # 40 sign-ins for unknown emails at once over both instances: exactly the limit get 401, the rest 429
         with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
             statuses = list(pool.map(lambda i: login(first if i % 2 else second, BURST_IP,
@@ -170,7 +170,7 @@ class IpLimit(unittest.TestCase):
         self.assertEqual(psql("SELECT count(*) FROM audit_logs WHERE action = 'auth.login.ip_limited'"
                               " AND source_ip = '%s'" % BURST_IP), "1")
 
-    def test_right_sign_ins_in_flight_do_not_count(self):
+    def test_right_sign_ins_never_count(self):
         # one failure short of the limit, 10 parallel right sign-ins all succeed: the slots they take are given back
         for i in range(LIMIT - 1):
             self.assertEqual(login(first if i % 2 else second, MIXED_IP, "nobody-%d@example.test" % i, WRONG).status,
@@ -195,12 +195,13 @@ class IpLimit(unittest.TestCase):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
         locker.stdin.write(("BEGIN;\nSELECT 1 FROM users WHERE email = '%s' FOR UPDATE;\n" % OTHER[0]).encode())
         locker.stdin.flush()
-        held = {}
+        blocked_sign_in = {}
         try:
             self.assertTrue(harness.wait_until(lambda: psql(
                 "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
                 " WHERE c.relname = 'users' AND l.mode = 'RowShareLock' AND l.granted") != "0", timeout=5))
-            worker = threading.Thread(target=lambda: held.update(res=login(first, HELD_IP, OTHER[0], OTHER[1])))
+            worker = threading.Thread(
+                target=lambda: blocked_sign_in.update(res=login(first, HELD_IP, OTHER[0], OTHER[1])))
             worker.start()
             self.assertTrue(harness.wait_until(lambda: psql(
                 "SELECT pending FROM ip_failures WHERE scope = 'login' AND ip = '%s'" % HELD_IP) == "1", timeout=10))
@@ -212,7 +213,7 @@ class IpLimit(unittest.TestCase):
             locker.stdin.close()
             locker.wait(timeout=harness.scaled(30))
         worker.join(timeout=harness.scaled(30))
-        self.assertEqual(held["res"].status, 200, held.get("res"))
+        self.assertEqual(blocked_sign_in["res"].status, 200, blocked_sign_in.get("res"))
         self.assertEqual(psql("SELECT failures || '/' || pending FROM ip_failures WHERE scope = 'login'"
                               " AND ip = '%s'" % HELD_IP), "1/0")
 

@@ -121,7 +121,7 @@ static void metrics__full_route_table_uses_other(void **state)
     free(text);
 }
 
-/* A new znp_metrics_init forgets the remembered labels, whose table it empties. */
+/* A new znp_metrics_init drops the remembered labels, because it empties their table. */
 static void metrics__init_forgets_remembered_routes(void **state)
 {
     static const char route[] = "/remembered";
