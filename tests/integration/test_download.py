@@ -148,8 +148,8 @@ class ClientFormats(unittest.TestCase):
         self.assertEqual(json.loads(res.body.decode("utf-8")).get("version"), 1)
 
     def test_repeated_requests_keep_their_format(self):
-        # the first round renders each file; the next two are served from the cache, where the client that the
-        # detection finds is remembered per User-Agent, flag and Accept value: each must keep its own response
+        # The first round renders each file, and the next two come from the cache. There the detected client is
+        # remembered per User-Agent, flag and Accept value, so each case must keep its own format and ETag.
         cases = [(agent, "", None, CONTENT_TYPES[name]) for agent, name in FC03] + [
             ("Stash/2.4", "?flag=sing-box", None, "application/json"),
             (None, "", {"Accept": "text/html"}, "text/html; charset=utf-8"),
