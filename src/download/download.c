@@ -687,27 +687,27 @@ static int cached_fresh(const znp_config_t *config, const cached_t *a)
            (double)config->download.cache_ttl_s;
 }
 
-/* Cache lines from the start of an entry that a warm gzip answer reads: the entry, then its gzip headers. */
+/* Cache lines that a warm gzip response reads from the start of an entry: the entry, then about 320 bytes of gzip headers. */
 #define ENTRY_PREFETCH_LINES ((sizeof(cached_t) + 320) / 64)
 
-/* Start loading `len` bytes at `p` (at most 4 KiB), one prefetch per cache line. */
-static void prefetch_span(const void *p, size_t len)
+/* Start loading `len` bytes at `start` (at most 4 KiB), one prefetch per cache line. */
+static void prefetch_span(const void *start, size_t len)
 {
-    if (p == NULL)
+    if (start == NULL)
         return;
     if (len > 4096)
         len = 4096; /* the hardware prefetcher follows a long copy by itself */
     for (size_t at = 0; at < len; at += 64)
-        __builtin_prefetch((const char *)p + at);
+        __builtin_prefetch((const char *)start + at);
 }
 
 /*
  * Start loading the bucket of key hash `hash` at step 0, and at step 1 the
  * first entry it lists, so that a lookup soon after waits less. Step 1 reads
  * the head without the lock: it may see an entry that is being dropped,
- * which is harmless because a prefetch never faults. It loads every line a
- * warm answer reads up to the gzip body (see cached_pack) at once, instead
- * of one miss after another as the lookup and the headers reach them.
+ * which is harmless because a prefetch never faults. It loads every line that
+ * a warm response reads up to the gzip body (see cached_pack) at once, so
+ * the misses overlap instead of coming one after another.
  */
 static void cache_prefetch(uint64_t hash, int step)
 {
