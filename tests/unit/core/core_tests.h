@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 int run_arena_tests(void);
+int run_hotmem_tests(void);
 int run_error_tests(void);
 int run_log_tests(void);
 int run_codec_load_tests(void);

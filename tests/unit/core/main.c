@@ -5,6 +5,7 @@ int main(void)
     int failed = 0;
 
     failed += run_arena_tests();
+    failed += run_hotmem_tests();
     failed += run_error_tests();
     failed += run_log_tests();
     failed += run_codec_load_tests();
