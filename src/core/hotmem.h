@@ -8,8 +8,8 @@
  * off, the chunks are ordinary memory.
  *
  * Blocks are kept in size classes, each at most 1/8 larger than the size
- * asked for, and a freed block goes to its class's free list for the next
- * block of that class. Memory is never returned to the operating system, so
+ * asked for (64 bytes apart below 1 KiB), and a freed block goes to its
+ * class's free list for the next block of that class. Memory is never returned to the operating system, so
  * the footprint is the largest one the process has had. Blocks over
  * ZNP_HOTMEM_MAX_CLASS and builds with AddressSanitizer use malloc instead.
  * All calls are thread-safe.

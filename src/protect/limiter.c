@@ -22,6 +22,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "core/hotmem.h"
 #include "errors.gen.h"
 
 #define EVICTION_SCAN 8 /* unreferenced buckets looked at from the old end for one that has refilled */
@@ -160,7 +161,7 @@ int znp_limiter_create(znp_limiter_t **out, size_t max_keys, znp_clock_ms_fn clo
         pthread_mutex_init(&shard->lock, NULL);
         shard->capacity = per_shard;
         shard->slot_mask = slots - 1;
-        shard->slots = calloc(slots, sizeof(*shard->slots));
+        shard->slots = znp_hotmem_calloc(slots, sizeof(*shard->slots));
         if (shard->slots == NULL) {
             znp_limiter_destroy(limiter);
             return ZNP_E_INTERNAL;
@@ -247,10 +248,20 @@ static entry_t *evict(shard_t *shard, int64_t now_ms)
     return victim;
 }
 
+uint64_t znp_limiter_hash(const znp_limiter_t *limiter, const void *key, size_t key_len)
+{
+    return hash_key(limiter->seed, key, key_len > ZNP_LIMITER_KEY_MAX ? ZNP_LIMITER_KEY_MAX : key_len);
+}
+
 void znp_limiter_take(znp_limiter_t *limiter, const void *key, size_t key_len, znp_rate_t rate,
                       znp_rate_verdict_t *out)
 {
-    uint64_t hash;
+    znp_limiter_take_hashed(limiter, znp_limiter_hash(limiter, key, key_len), key, key_len, rate, out);
+}
+
+void znp_limiter_take_hashed(znp_limiter_t *limiter, uint64_t hash, const void *key, size_t key_len, znp_rate_t rate,
+                             znp_rate_verdict_t *out)
+{
     shard_t *shard;
     entry_t *e;
     int64_t now_ms;
@@ -262,7 +273,6 @@ void znp_limiter_take(znp_limiter_t *limiter, const void *key, size_t key_len, z
     if (key_len > ZNP_LIMITER_KEY_MAX)
         key_len = ZNP_LIMITER_KEY_MAX;
 
-    hash = hash_key(limiter->seed, key, key_len);
     shard = &limiter->shards[hash % ZNP_LIMITER_SHARDS];
     now_ms = limiter->clock(limiter->clock_data);
 
@@ -274,7 +284,7 @@ void znp_limiter_take(znp_limiter_t *limiter, const void *key, size_t key_len, z
     if (e != NULL) {
         e->referenced = 1;
     } else {
-        e = shard->count >= shard->capacity ? evict(shard, now_ms) : malloc(sizeof(*e));
+        e = shard->count >= shard->capacity ? evict(shard, now_ms) : znp_hotmem_alloc(sizeof(*e));
         if (e == NULL) {
             /* out of memory: let the request through rather than fail it */
             pthread_mutex_unlock(&shard->lock);
@@ -295,22 +305,21 @@ void znp_limiter_take(znp_limiter_t *limiter, const void *key, size_t key_len, z
     pthread_mutex_unlock(&shard->lock);
 }
 
-static entry_t **slot_of(znp_limiter_t *limiter, const void *key, size_t key_len)
+static entry_t **slot_of(znp_limiter_t *limiter, uint64_t hash)
 {
-    uint64_t hash = hash_key(limiter->seed, key, key_len > ZNP_LIMITER_KEY_MAX ? ZNP_LIMITER_KEY_MAX : key_len);
     shard_t *shard = &limiter->shards[hash % ZNP_LIMITER_SHARDS];
 
     return &shard->slots[hash & shard->slot_mask];
 }
 
-void znp_limiter_prefetch_slot(znp_limiter_t *limiter, const void *key, size_t key_len)
+void znp_limiter_prefetch_slot(znp_limiter_t *limiter, uint64_t hash)
 {
-    __builtin_prefetch(slot_of(limiter, key, key_len));
+    __builtin_prefetch(slot_of(limiter, hash));
 }
 
-void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, const void *key, size_t key_len)
+void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, uint64_t hash)
 {
-    entry_t *e = __atomic_load_n(slot_of(limiter, key, key_len), __ATOMIC_RELAXED);
+    entry_t *e = __atomic_load_n(slot_of(limiter, hash), __ATOMIC_RELAXED);
 
     if (e != NULL) {
         /* the key the take compares is in the bucket's second cache line */
@@ -347,10 +356,10 @@ void znp_limiter_destroy(znp_limiter_t *limiter)
         while (e != NULL) {
             entry_t *next = e->older;
 
-            free(e);
+            znp_hotmem_free(e);
             e = next;
         }
-        free(shard->slots);
+        znp_hotmem_free(shard->slots);
         if (shard->capacity > 0)
             pthread_mutex_destroy(&shard->lock);
     }

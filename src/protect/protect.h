@@ -139,14 +139,20 @@ int znp_limiter_create(znp_limiter_t **out, size_t max_keys, znp_clock_ms_fn clo
 /* Take one token from the bucket of `key` (created full when absent). A rate of 0 per minute always allows. */
 void znp_limiter_take(znp_limiter_t *limiter, const void *key, size_t key_len, znp_rate_t rate,
                       znp_rate_verdict_t *out);
+/* The hash of `key` in this table, for the calls below, so a caller that hints first hashes the key once. */
+uint64_t znp_limiter_hash(const znp_limiter_t *limiter, const void *key, size_t key_len);
+/* znp_limiter_take with `hash` from znp_limiter_hash(limiter, key, key_len). */
+void znp_limiter_take_hashed(znp_limiter_t *limiter, uint64_t hash, const void *key, size_t key_len, znp_rate_t rate,
+                             znp_rate_verdict_t *out);
 /*
- * Memory hints for a take of `key` soon, on a table too large for the CPU
- * caches: _slot starts loading the key's hash slot; _bucket, called later,
- * starts loading the bucket that slot names (without the lock: a stale
- * pointer only wastes the hint, as buckets are freed by destroy only).
+ * Memory hints for a take of the key with `hash` soon, on a table too large
+ * for the CPU caches. _slot starts loading the key's hash slot. _bucket,
+ * called later, starts loading the bucket that slot names. It reads the slot
+ * without the lock, because a stale pointer only wastes the hint: buckets
+ * are freed by destroy only.
  */
-void znp_limiter_prefetch_slot(znp_limiter_t *limiter, const void *key, size_t key_len);
-void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, const void *key, size_t key_len);
+void znp_limiter_prefetch_slot(znp_limiter_t *limiter, uint64_t hash);
+void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, uint64_t hash);
 /* Buckets held now. */
 size_t znp_limiter_size(znp_limiter_t *limiter);
 /* Maximum number of buckets in the table. */

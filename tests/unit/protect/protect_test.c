@@ -379,6 +379,45 @@ static void protect__limiter_keeps_recent_keys(void **state)
     znp_limiter_destroy(limiter);
 }
 
+static void protect__limiter_hashed_take_shares_bucket(void **state)
+{
+    znp_rate_t rate = {.per_minute = 1, .burst = 2};
+    int64_t now = 0;
+    znp_limiter_t *limiter = NULL;
+    znp_rate_verdict_t v;
+    static const char key[] = "GZ2vJd0hN6oK1cT8uQy3Aw";
+    static const char other[] = "pm8GEqCPuflGCje2IBMCug";
+    uint64_t hash;
+
+    (void)state;
+    assert_int_equal(znp_limiter_create(&limiter, 64, fake_now_ms, &now), 0);
+    hash = znp_limiter_hash(limiter, key, strlen(key));
+    assert_true(hash == znp_limiter_hash(limiter, key, strlen(key)));
+    assert_true(hash != znp_limiter_hash(limiter, other, strlen(other)));
+
+    /* the hints touch no bucket, and a hashed take and a plain one spend from the same bucket */
+    znp_limiter_prefetch_slot(limiter, hash);
+    znp_limiter_prefetch_bucket(limiter, hash);
+    assert_int_equal(znp_limiter_size(limiter), 0);
+    znp_limiter_take_hashed(limiter, hash, key, strlen(key), rate, &v);
+    assert_true(v.allowed);
+    znp_limiter_prefetch_bucket(limiter, hash);
+    znp_limiter_take(limiter, key, strlen(key), rate, &v);
+    assert_true(v.allowed);
+    znp_limiter_take_hashed(limiter, hash, key, strlen(key), rate, &v);
+    assert_false(v.allowed);
+    assert_int_equal(znp_limiter_size(limiter), 1);
+
+    /* keys longer than ZNP_LIMITER_KEY_MAX hash by their first ZNP_LIMITER_KEY_MAX bytes, as take counts them */
+    char a[ZNP_LIMITER_KEY_MAX + 8], b[ZNP_LIMITER_KEY_MAX + 8];
+
+    memset(a, 'a', sizeof(a));
+    memcpy(b, a, sizeof(b));
+    b[sizeof(b) - 1] = 'b';
+    assert_true(znp_limiter_hash(limiter, a, sizeof(a)) == znp_limiter_hash(limiter, b, sizeof(b)));
+    znp_limiter_destroy(limiter);
+}
+
 static void protect__limiter_zero_rate_allows(void **state)
 {
     znp_rate_t none = {.per_minute = 0, .burst = 0};
@@ -590,6 +629,7 @@ int main(void)
         cmocka_unit_test(protect__limiter_bound_with_100000_ips),
         cmocka_unit_test(protect__limiter_keeps_recent_keys),
         cmocka_unit_test(protect__limiter_zero_rate_allows),
+        cmocka_unit_test(protect__limiter_hashed_take_shares_bucket),
         cmocka_unit_test(protect__group_of_table),
         cmocka_unit_test(protect__config_errors_name_the_line),
         cmocka_unit_test(protect__admit_with_fake_clock),
