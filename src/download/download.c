@@ -31,6 +31,7 @@
 #include <zlib.h>
 
 #include "auth/sql.h"
+#include "core/hotmem.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/warm.h"
@@ -100,18 +101,29 @@ static void limiter_create(void)
         token_limiter = NULL;
 }
 
-/* Take one download from the bucket of `token`. Returns 0 or ZNP_E_TOO_MANY_REQUESTS with *retry_after. */
-static int take_token(const char *token, const char *request_id, int *retry_after)
+/* The per-token limiter, made on first use; NULL when out of memory. */
+static znp_limiter_t *limiter(void)
+{
+    pthread_once(&limiter_once, limiter_create);
+    return token_limiter;
+}
+
+/*
+ * Take one download from the bucket of `token` (`len` bytes), whose limiter
+ * hash is `hash` (see token_hash). Returns 0 or ZNP_E_TOO_MANY_REQUESTS with
+ * *retry_after.
+ */
+static int take_hashed(const char *token, size_t len, uint64_t hash, const char *request_id, int *retry_after)
 {
     static const znp_rate_t rate = {TOKEN_RATE_PER_MINUTE, TOKEN_RATE_BURST};
+    znp_limiter_t *table = limiter();
     znp_rate_verdict_t verdict;
 
-    pthread_once(&limiter_once, limiter_create);
-    if (token_limiter == NULL) {
+    if (table == NULL) {
         ZNP_ERROR(LOG_MODULE, request_id, "per-token rate limiter unavailable: out of memory");
         return 0;
     }
-    znp_limiter_take(token_limiter, token, strlen(token), rate, &verdict);
+    znp_limiter_take_hashed(table, hash, token, len, rate, &verdict);
     if (verdict.allowed)
         return 0;
     ZNP_INFO(LOG_MODULE, request_id, "subscription download rate-limited for one token");
@@ -119,16 +131,32 @@ static int take_token(const char *token, const char *request_id, int *retry_afte
     return ZNP_E_TOO_MANY_REQUESTS;
 }
 
-/* Start loading the bucket memory of `token`: its hash slot at step 0, the bucket the slot names at step 1. */
-static void limiter_prefetch(const char *token, int step)
+/* The limiter hash of `token` (`len` bytes); 0 when there is no limiter. */
+static uint64_t token_hash(const char *token, size_t len)
 {
-    pthread_once(&limiter_once, limiter_create);
-    if (token_limiter == NULL)
+    znp_limiter_t *table = limiter();
+
+    return table != NULL ? znp_limiter_hash(table, token, len) : 0;
+}
+
+static int take_token(const char *token, const char *request_id, int *retry_after)
+{
+    size_t len = strlen(token);
+
+    return take_hashed(token, len, token_hash(token, len), request_id, retry_after);
+}
+
+/* Start loading the bucket memory of the token with limiter hash `hash`: its slot at step 0, its bucket at step 1. */
+static void limiter_prefetch(uint64_t hash, int step)
+{
+    znp_limiter_t *table = limiter();
+
+    if (table == NULL)
         return;
     if (step == 0)
-        znp_limiter_prefetch_slot(token_limiter, token, strlen(token));
+        znp_limiter_prefetch_slot(table, hash);
     else
-        znp_limiter_prefetch_bucket(token_limiter, token, strlen(token));
+        znp_limiter_prefetch_bucket(table, hash);
 }
 
 static int admit_token(znp_ctx_t *ctx, const char *token)
@@ -572,12 +600,16 @@ typedef struct cached {
     char *site_name;
     char *headers; /* name NUL value NUL ..., etag first */
     size_t headers_len;
+    znp_warm_header_t *list; /* the headers, pointing into `headers` */
+    size_t count;
     char *body;
     size_t len;
     /* the gzip form; gzip is NULL when the body is below GZIP_MIN_BYTES or does not shrink */
     char *gzip_headers; /* as headers, with gzip_etag, and content-encoding last */
     size_t gzip_headers_len;
     size_t gzip_headers_len_304; /* without content-encoding, which a 304 does not send */
+    znp_warm_header_t *gzip_list;
+    size_t gzip_count, gzip_count_304;
     char *gzip;
     size_t gzip_len;
 } cached_t;
@@ -586,18 +618,28 @@ typedef struct cached {
 #define CACHE_SLOTS   4096 /* generations by subscription id */
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static cached_t *cache_buckets[CACHE_BUCKETS];
+static cached_t *bucket_storage[CACHE_BUCKETS]; /* the buckets when hotmem has no memory */
+static cached_t **cache_buckets = bucket_storage;  /* set once by cache_setup, before the first entry */
 static cached_t *cache_head, *cache_tail;
 static size_t cache_count;
 static uint64_t cache_generation = 1;          /* bumped by every forget and clear */
 static uint32_t slot_generations[CACHE_SLOTS]; /* bumped by a forget of an id in the slot */
-static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 static uint64_t bucket_seed;
 
-static void make_seed(void)
+/*
+ * Seed the bucket hash, and move the buckets to hotmem (core/hotmem.h): a
+ * download reads one bucket among thousands, and in a huge page that read
+ * needs no page walk.
+ */
+static void cache_setup(void)
 {
+    cached_t **buckets = znp_hotmem_calloc(CACHE_BUCKETS, sizeof(*buckets));
+
     if (RAND_bytes((unsigned char *)&bucket_seed, sizeof(bucket_seed)) != 1)
         bucket_seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+    if (buckets != NULL)
+        cache_buckets = buckets;
 }
 
 static size_t slot_of(int64_t subscription_id)
@@ -609,7 +651,7 @@ static uint64_t key_hash_of(const char *token)
 {
     uint64_t h;
 
-    pthread_once(&seed_once, make_seed);
+    pthread_once(&setup_once, cache_setup);
     h = 1469598103934665603ull ^ bucket_seed;
     for (size_t i = 0; i < TOKEN_CHARS; i++)
         h = (h ^ (unsigned char)token[i]) * 1099511628211ull;
@@ -619,7 +661,7 @@ static uint64_t key_hash_of(const char *token)
 /* An entry is one block (see cached_pack). */
 static void cached_free(cached_t *a)
 {
-    free(a);
+    znp_hotmem_free(a);
 }
 
 static void cached_release(void *ref)
@@ -687,8 +729,11 @@ static int cached_fresh(const znp_config_t *config, const cached_t *a)
            (double)config->download.cache_ttl_s;
 }
 
-/* Cache lines that a warm gzip response reads from the start of an entry: the entry, then about 320 bytes of gzip headers. */
-#define ENTRY_PREFETCH_LINES ((sizeof(cached_t) + 320) / 64)
+/*
+ * Cache lines that a warm gzip response reads from the start of an entry:
+ * the entry, then the gzip header list and about 320 bytes of headers.
+ */
+#define ENTRY_PREFETCH_LINES ((sizeof(cached_t) + 10 * sizeof(znp_warm_header_t) + 320) / 64)
 
 /* Start loading `len` bytes at `start` (at most 4 KiB), one prefetch per cache line. */
 static void prefetch_span(const void *start, size_t len)
@@ -1286,17 +1331,53 @@ static void draft_dispose(cached_t *d)
     free(d->gzip);
 }
 
+/* The number of headers in the first `len` bytes of a block of name NUL value NUL ... */
+static size_t block_count(const char *block, size_t len)
+{
+    size_t nuls = 0;
+
+    for (size_t i = 0; i < len; i++)
+        nuls += block[i] == '\0';
+    return nuls / 2;
+}
+
+/* Fill `out` with the headers of the block at `block`, whose strings stay in the block. */
+static void block_list(const char *block, size_t len, znp_warm_header_t *out)
+{
+    size_t at = 0;
+
+    while (at < len) {
+        out->name = block + at;
+        out->name_len = strlen(out->name);
+        out->value = out->name + out->name_len + 1;
+        out->value_len = strlen(out->value);
+        at += out->name_len + out->value_len + 2;
+        out++;
+    }
+}
+
+/* `size` rounded up to a multiple of 8, so a header list after it is aligned. */
+static size_t align8(size_t size)
+{
+    return (size + 7) & ~(size_t)7;
+}
+
 /*
- * Copy draft `d` into one block: the entry, then the gzip headers and body,
- * the plain headers and body, and the site name. A warm download then reads
- * one allocation, often one page, instead of five scattered ones: with
- * thousands of entries each scattered read is a cache and TLB miss.
+ * Copy draft `d` into one block: the entry, then the gzip header list,
+ * headers and body, the plain header list, headers and body, and the site
+ * name. A warm download then reads one allocation, often one page, instead
+ * of five scattered ones: with thousands of entries each scattered read is a
+ * cache and TLB miss. The header lists spare the transport parsing the
+ * headers on each request.
  */
 static cached_t *cached_pack(const cached_t *d)
 {
     size_t site_len = strlen(d->site_name) + 1;
-    size_t size = sizeof(*d) + d->gzip_headers_len + d->gzip_len + d->headers_len + d->len + 1 + site_len;
-    cached_t *a = malloc(size);
+    size_t count = block_count(d->headers, d->headers_len);
+    size_t gzip_count = d->gzip != NULL ? block_count(d->gzip_headers, d->gzip_headers_len) : 0;
+    size_t size = sizeof(*d) + gzip_count * sizeof(znp_warm_header_t) + align8(d->gzip_headers_len + d->gzip_len) +
+                  count * sizeof(znp_warm_header_t) + d->headers_len + d->len + 1 + site_len;
+    cached_t *a = znp_hotmem_alloc(size);
     char *at;
 
     if (a == NULL)
@@ -1305,12 +1386,21 @@ static cached_t *cached_pack(const cached_t *d)
     atomic_init(&a->refs, 1);
     at = (char *)(a + 1);
     if (d->gzip != NULL) {
+        a->gzip_list = (znp_warm_header_t *)(void *)at;
+        a->gzip_count = gzip_count;
+        a->gzip_count_304 = block_count(d->gzip_headers, d->gzip_headers_len_304);
+        at += gzip_count * sizeof(znp_warm_header_t);
         a->gzip_headers = memcpy(at, d->gzip_headers, d->gzip_headers_len);
+        block_list(a->gzip_headers, a->gzip_headers_len, a->gzip_list);
         at += d->gzip_headers_len;
         a->gzip = memcpy(at, d->gzip, d->gzip_len);
-        at += d->gzip_len;
+        at += align8(d->gzip_headers_len + d->gzip_len) - d->gzip_headers_len;
     }
+    a->list = (znp_warm_header_t *)(void *)at;
+    a->count = count;
+    at += count * sizeof(znp_warm_header_t);
     a->headers = memcpy(at, d->headers, d->headers_len);
+    block_list(a->headers, a->headers_len, a->list);
     at += d->headers_len;
     a->body = memcpy(at, d->body, d->len);
     a->body[d->len] = '\0';
@@ -1374,8 +1464,8 @@ failed:
 /* What one request gets from entry `a`: status 200 or 304, the headers and the body of one encoding. */
 typedef struct answer {
     int status;
-    const char *headers;
-    size_t headers_len;
+    const znp_warm_header_t *headers;
+    size_t header_count;
     const char *body;
     size_t len;
 } answer_t;
@@ -1393,13 +1483,13 @@ static void choose_answer(const cached_t *a, const char *accept_encoding, const 
 
     out->status = unchanged ? 304 : 200;
     if (gzip) {
-        out->headers = a->gzip_headers;
-        out->headers_len = unchanged ? a->gzip_headers_len_304 : a->gzip_headers_len;
+        out->headers = a->gzip_list;
+        out->header_count = unchanged ? a->gzip_count_304 : a->gzip_count;
         out->body = a->gzip;
         out->len = a->gzip_len;
     } else {
-        out->headers = a->headers;
-        out->headers_len = a->headers_len;
+        out->headers = a->list;
+        out->header_count = a->count;
         out->body = a->body;
         out->len = a->len;
     }
@@ -1410,7 +1500,6 @@ static int send_cached(znp_ctx_t *ctx, const cached_t *a, znp_subscription_downl
 {
     znp_stream_t *stream = ctx->stream;
     answer_t answer;
-    size_t at = 0;
     int rc;
 
     if (stream == NULL) {
@@ -1424,13 +1513,9 @@ static int send_cached(znp_ctx_t *ctx, const cached_t *a, znp_subscription_downl
         return 0;
     }
     choose_answer(a, stream->accept_encoding, stream->if_none_match, &answer);
-    while (at < answer.headers_len) {
-        const char *name = answer.headers + at;
-        const char *value = name + strlen(name) + 1;
-
-        if ((rc = znp_stream_header(stream, name, value)) != 0)
+    for (size_t i = 0; i < answer.header_count; i++) {
+        if ((rc = znp_stream_header(stream, answer.headers[i].name, answer.headers[i].value)) != 0)
             return rc;
-        at = (size_t)(value + strlen(value) + 1 - answer.headers);
     }
     if (answer.status == 304) {
         stream->status = 304;
@@ -1587,43 +1672,71 @@ static int plain_query(const char *query, size_t len, char flag[65], char format
     return 1;
 }
 
+/* The token path parameter of either download route, or NULL. */
+static const char *token_param(const znp_param_t *params, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(params[i].name, "token") == 0)
+            return params[i].value;
+    }
+    return NULL;
+}
+
+/*
+ * The hint of both download routes (core/warm.h). The token's cache bucket
+ * and rate bucket are cold memory among thousands of others. Both levels of
+ * each (the bucket or slot, then the entry it names) start loading here, so
+ * the loads overlap the transport's checks of the request.
+ */
+static void hint_download(const znp_param_t *path_params, size_t path_param_count, znp_warm_hint_t *hint)
+{
+    const char *token = token_param(path_params, path_param_count);
+
+    if (token == NULL || !token_well_formed(token))
+        return;
+    hint->values[0] = key_hash_of(token);
+    hint->values[1] = token_hash(token, TOKEN_CHARS);
+    cache_prefetch(hint->values[0], 0);
+    limiter_prefetch(hint->values[1], 0);
+    cache_prefetch(hint->values[0], 1);
+    limiter_prefetch(hint->values[1], 1);
+    hint->set = 1;
+}
+
 /* Serve a cached response of either download route on the event loop, with no query (core/warm.h). */
 static int warm_download(const znp_warm_request_t *request, znp_warm_response_t *response)
 {
-    const char *token = NULL;
+    const char *token = token_param(request->path_params, request->path_param_count);
     char flag[65], format[65], client_text[CLIENT_KEY_MAX];
     answer_t answer;
     cached_t *a;
-    uint64_t hash;
+    uint64_t hash, limit_hash;
     int retry_after = 0;
     int keyed, rc;
 
-    for (size_t i = 0; i < request->path_param_count; i++) {
-        if (strcmp(request->path_params[i].name, "token") == 0)
-            token = request->path_params[i].value;
-    }
-    if (token == NULL || !token_well_formed(token) || !plain_query(request->query, request->query_len, flag, format))
+    if (token == NULL || !plain_query(request->query, request->query_len, flag, format))
         return 0;
-    /*
-     * The token's rate bucket and cache entry are cold memory among thousands
-     * of others. The prefetches start those loads early and side by side, so
-     * client detection runs while they arrive instead of each lookup waiting
-     * for its own misses in turn. The cache is hashed by token alone, so its
-     * bucket is known before the client is.
-     */
-    hash = key_hash_of(token);
-    cache_prefetch(hash, 0);
-    limiter_prefetch(token, 0);
+    if (request->hint->set) {
+        hash = request->hint->values[0];
+        limit_hash = request->hint->values[1];
+    } else {
+        if (!token_well_formed(token))
+            return 0;
+        hash = key_hash_of(token);
+        limit_hash = token_hash(token, TOKEN_CHARS); /* token_well_formed checked its length */
+        cache_prefetch(hash, 0);
+        limiter_prefetch(limit_hash, 0);
+        cache_prefetch(hash, 1);
+        limiter_prefetch(limit_hash, 1);
+    }
     keyed = detected_client_key(client_text, flag[0] != '\0' ? flag : format, request->user_agent, request->accept,
                                 request->locale);
-    cache_prefetch(hash, 1);
-    limiter_prefetch(token, 1);
     if (!keyed)
         return 0;
     a = cache_acquire_hashed(request->config, hash, token, client_text);
     if (a == NULL)
         return 0;
-    rc = take_token(token, request->request_id, &retry_after);
+    rc = take_hashed(token, TOKEN_CHARS, limit_hash, request->request_id, &retry_after);
     if (rc != 0) {
         cached_release(a);
         response->retry_after = retry_after;
@@ -1636,7 +1749,7 @@ static int warm_download(const znp_warm_request_t *request, znp_warm_response_t 
     response->status = answer.status;
     response->content_type = a->content_type;
     response->headers = answer.headers;
-    response->headers_len = answer.headers_len;
+    response->header_count = answer.header_count;
     response->body = answer.body;
     response->len = answer.len;
     response->release = cached_release;
@@ -1646,7 +1759,7 @@ static int warm_download(const znp_warm_request_t *request, znp_warm_response_t 
 
 int znp_download_register_warm(void)
 {
-    int rc = znp_warm_register("download_subscription", warm_download);
+    int rc = znp_warm_register("download_subscription", warm_download, hint_download);
 
-    return rc != 0 ? rc : znp_warm_register("download_subscription_short", warm_download);
+    return rc != 0 ? rc : znp_warm_register("download_subscription_short", warm_download, hint_download);
 }

@@ -165,8 +165,6 @@ void znp_http__stream_discard_piece(znp_http_reply_t *reply);
 h2o_iovec_t znp_http__attachment_header(h2o_req_t *req, const char *filename);
 /* Add the extra headers a writer collected (name NUL value NUL ..., `len` bytes) to the response. */
 void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len);
-/* The same without copying: the block must stay valid until the request ends. */
-void znp_http__add_held_headers(h2o_req_t *req, const char *headers, size_t len);
 /* request.c: detach the request from `job` (an http job) so a stream can answer it; NULL when it already ended. */
 h2o_req_t *znp_http__job_take_request(void *job);
 

@@ -914,8 +914,38 @@ static void release_warm(void *data)
     hold->release(hold->ref);
 }
 
+/*
+ * Add the headers of a warm response, copied into the request's pool when
+ * `copy` is set (else they must stay valid until the request ends). The list
+ * is added in one step, as h2o_add_header_by_str would add each: a name in
+ * h2o's token table goes in as that token, which HPACK sends as a
+ * static-table index.
+ */
+static void add_warm_headers(h2o_req_t *req, const znp_warm_header_t *headers, size_t count, int copy)
+{
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + count);
+    for (size_t i = 0; i < count; i++) {
+        const h2o_token_t *token = h2o_lookup_token(headers[i].name, headers[i].name_len);
+        h2o_header_t *header = req->res.headers.entries + req->res.headers.size++;
+        h2o_iovec_t *name;
+
+        if (token != NULL) {
+            name = (h2o_iovec_t *)&token->buf;
+        } else {
+            name = h2o_mem_alloc_pool(&req->pool, sizeof(*name));
+            *name = copy ? h2o_strdup(&req->pool, headers[i].name, headers[i].name_len)
+                         : h2o_iovec_init(headers[i].name, headers[i].name_len);
+        }
+        header->name = name;
+        header->orig_name = NULL;
+        header->value = copy ? h2o_strdup(&req->pool, headers[i].value, headers[i].value_len)
+                             : h2o_iovec_init(headers[i].value, headers[i].value_len);
+    }
+}
+
 /* Send what the operation's warm function (core/warm.h) returns, unless it has none or declines. 1 when sent. */
-static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_match_t *match)
+static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_match_t *match,
+                    const znp_warm_hint_t *hint)
 {
     znp_warm_fn fn = znp_warm_find(match->route->operation);
     h2o_iovec_t query = query_of(req);
@@ -927,6 +957,7 @@ static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_m
         return 0;
     znp_warm_request_t in = {
         .config = state->loop->server->config,
+        .hint = hint,
         .path_params = match->params,
         .path_param_count = match->param_count,
         .query = query.base,
@@ -959,10 +990,7 @@ static int try_warm(h2o_req_t *req, znp_http_request_t *state, const znp_route_m
         hold->ref = response.ref;
     }
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    if (response.release != NULL)
-        znp_http__add_held_headers(req, response.headers, response.headers_len);
-    else
-        znp_http__add_stream_headers(req, response.headers, response.headers_len);
+    add_warm_headers(req, response.headers, response.header_count, response.release == NULL);
     znp_http__send_body(req, response.status == 304 ? 304 : 200, response.content_type,
                         h2o_iovec_init(response.body, response.len));
     return 1;
@@ -1162,45 +1190,61 @@ static int match_route(znp_route_match_t *match, const char *method, h2o_iovec_t
     return znp_router_match(match, znp_routes, znp_route_count, method, path.base, path.len, admin_prefix);
 }
 
-static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t path)
-{
-    znp_http_server_t *server = state->loop->server;
-    znp_route_match_t match;
-    char method[32];
+/* The route of a request, matched before the transport's own checks (see on_request). */
+typedef struct routed {
     int rc;
+    char method[32];
+    znp_route_match_t match;
+    znp_warm_hint_t hint;
+} routed_t;
+
+/* Match the route of `req` and run the warm hint of its operation (core/warm.h), if it has one. */
+static void route_early(routed_t *routed, const znp_http_server_t *server, h2o_req_t *req, h2o_iovec_t path)
+{
+    znp_warm_hint_fn hint;
 
     /* an over-long method cannot name a route; the router then returns 404 or 405 */
-    if (req->method.len < sizeof(method)) {
-        memcpy(method, req->method.base, req->method.len);
-        method[req->method.len] = '\0';
+    if (req->method.len < sizeof(routed->method)) {
+        memcpy(routed->method, req->method.base, req->method.len);
+        routed->method[req->method.len] = '\0';
     } else {
-        method[0] = '\0';
+        routed->method[0] = '\0';
     }
+    routed->hint.set = 0;
+    routed->rc = match_route(&routed->match, routed->method, path, server->config->server.admin_prefix);
+    if (routed->rc == 0 && (hint = znp_warm_find_hint(routed->match.route->operation)) != NULL)
+        hint(routed->match.params, routed->match.param_count, &routed->hint);
+}
 
-    rc = match_route(&match, method, path, server->config->server.admin_prefix);
+static void route_request(h2o_req_t *req, znp_http_request_t *state, routed_t *routed)
+{
+    znp_route_match_t *match = &routed->match;
+    const char *method = routed->method;
+    int rc = routed->rc;
+
     if (rc == ZNP_E_METHOD_NOT_ALLOWED && strcmp(method, "OPTIONS") == 0) {
         /* no operation takes OPTIONS: list the methods the path has (CORS preflights were answered before) */
-        char allow[sizeof(match.allow) + 16];
+        char allow[sizeof(match->allow) + 16];
 
-        snprintf(allow, sizeof(allow), "%s, OPTIONS", match.allow);
+        snprintf(allow, sizeof(allow), "%s, OPTIONS", match->allow);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
                        h2o_strdup(&req->pool, allow, SIZE_MAX).base, strlen(allow));
         znp_http__send_body(req, 204, "", h2o_iovec_init(NULL, 0));
         return;
     }
     if (rc == ZNP_E_METHOD_NOT_ALLOWED) {
-        znp_http__send_error(req, state, rc, match.allow);
+        znp_http__send_error(req, state, rc, match->allow);
         return;
     }
     if (rc != 0) {
         znp_http__send_error(req, state, rc, NULL);
         return;
     }
-    state->route = match.route->path;
-    state->guard.file = (match.route->operation->flags & ZNP_OP_STREAM) != 0;
-    if (znp_http__guard_operation(req, state, &state->guard, match.route->path,
-                                  (size_t)(match.route->operation - znp_operations),
-                                  match.route->operation->rate_limit))
+    state->route = match->route->path;
+    state->guard.file = (match->route->operation->flags & ZNP_OP_STREAM) != 0;
+    if (znp_http__guard_operation(req, state, &state->guard, match->route->path,
+                                  (size_t)(match->route->operation - znp_operations),
+                                  match->route->operation->rate_limit))
         return;
 
     /* an encrypted body of the signed API is not JSON until the worker has opened it */
@@ -1210,11 +1254,11 @@ static void route_request(h2o_req_t *req, znp_http_request_t *state, h2o_iovec_t
         return;
     }
     /* the signature check needs the database (the nonce record), so a signed group runs even inline operations on a worker */
-    if ((match.route->operation->flags & ZNP_OP_INLINE) &&
+    if ((match->route->operation->flags & ZNP_OP_INLINE) &&
         !(state->loop->server->pool != NULL && znp_security_signing_required((int)state->guard.group)))
-        run_inline(req, state, &match);
-    else if (!try_warm(req, state, &match))
-        submit_job(req, state, &match);
+        run_inline(req, state, match);
+    else if (!try_warm(req, state, match, &routed->hint))
+        submit_job(req, state, match);
 }
 
 /* The path of the request target without the query; h2o 2.2.5 leaves an absolute-form target as it came. */
@@ -1238,11 +1282,15 @@ static h2o_iovec_t target_path(h2o_req_t *req)
 /* The catch-all handler on "/" and on the fallback path. */
 static int on_request(h2o_handler_t *self, h2o_req_t *req)
 {
-    znp_http_request_t *state = znp_http__begin_request(req, "unmatched");
     h2o_iovec_t path = target_path(req);
+    znp_http_request_t *state;
+    routed_t routed;
     int rc;
 
     (void)self;
+    /* the route is matched first, so that a warm hint's memory loads overlap the setup and checks below */
+    route_early(&routed, znp_http__loop_of(req)->server, req, path);
+    state = znp_http__begin_request(req, "unmatched");
     rc = check_limits(state->loop->server, req);
     if (rc != 0) {
         znp_http__send_error(req, state, rc, NULL);
@@ -1252,7 +1300,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     if (serve_special(req, state, path))
         return 0;
-    route_request(req, state, path);
+    route_request(req, state, &routed);
     return 0;
 }
 

@@ -582,8 +582,7 @@ h2o_iovec_t znp_http__attachment_header(h2o_req_t *req, const char *filename)
     return h2o_iovec_init(value, len);
 }
 
-/* Add headers from a block of name NUL value NUL ... (lowercase names); `copy` copies them into the request's pool. */
-static void add_header_block(h2o_req_t *req, const char *headers, size_t len, int copy)
+void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len)
 {
     size_t at = 0;
 
@@ -594,21 +593,9 @@ static void add_header_block(h2o_req_t *req, const char *headers, size_t len, in
         size_t value_len = strlen(value);
 
         at += name_len + value_len + 2;
-        if (copy) {
-            name = h2o_strdup(&req->pool, name, name_len).base;
-            value = h2o_strdup(&req->pool, value, value_len).base;
-        }
+        name = h2o_strdup(&req->pool, name, name_len).base;
+        value = h2o_strdup(&req->pool, value, value_len).base;
         /* a name in h2o's token table is added as that token, which HPACK sends as a static-table index */
         h2o_add_header_by_str(&req->pool, &req->res.headers, name, name_len, 1, NULL, value, value_len);
     }
-}
-
-void znp_http__add_stream_headers(h2o_req_t *req, const char *headers, size_t len)
-{
-    add_header_block(req, headers, len, 1);
-}
-
-void znp_http__add_held_headers(h2o_req_t *req, const char *headers, size_t len)
-{
-    add_header_block(req, headers, len, 0);
 }
