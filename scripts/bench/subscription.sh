@@ -2,7 +2,8 @@
 # Load the public subscription download with many subscriptions, cold and warm cache and 304.
 #
 # Usage: scripts/bench/subscription.sh [--bin PATH] [--subscriptions N] [--entries N] [--requests N]
-#                                      [--ping-requests N] [--clients N] [--streams N] [--agent UA]
+#                                      [--ping-requests N] [--rounds N] [--clients N] [--streams N]
+#                                      [--agent UA]
 #
 #   --bin PATH          znp binary (default: build/znp, as built by scripts/quickstart.sh)
 #   --subscriptions N   subscriptions, one user each (default 10000)
@@ -10,6 +11,8 @@
 #   --requests N        h2load -n of the warm, gzip, 304 and static phases (default 100000)
 #   --ping-requests N   h2load -n of the ping phase (default 4 x --requests: at 100000 a ping
 #                       phase lasted a quarter of a second, and its rate moved the ratios most)
+#   --rounds N          gzip and ping phase pairs (default 3). The ratios are the medians of
+#                       the pairs, because the rate of one phase varied by 20% between runs
 #   --clients N         parallel h2load processes of one connection each (default 8)
 #   --streams N         h2load -m, concurrent streams per connection (default 16)
 #   --agent UA          User-Agent of every request (default a mihomo one: Clash.Meta YAML)
@@ -30,6 +33,11 @@
 #          starts after a pause that refills the per-token buckets;
 #   reval  the same with If-None-Match: * (a match for any current file);
 #   ping   GET /api/v1/ping, the figure of this run to compare with;
+#   gzip and ping again for each further round, each gzip phase after a pause
+#          that refills the buckets. The gzip / ping lines are the medians
+#          of the rounds' ratios, each of a gzip phase and the ping phase
+#          right after it, so a slow change of the machine's speed affects
+#          both sides of a ratio alike;
 #   static the same bytes as one subscription file, served by Debian's h2o
 #          (2 threads) from its file handler: the rate this machine reaches
 #          for a body of that size. Skipped when h2o is not installed.
@@ -50,6 +58,7 @@ SUBS=10000
 ENTRIES=50
 REQUESTS=100000
 PING_REQUESTS=
+ROUNDS=3
 CLIENTS=8
 STREAMS=16
 AGENT="ClashMeta/1.19.28; mihomo/1.19.28"
@@ -63,6 +72,7 @@ while [ $# -gt 0 ]; do
     --entries) ENTRIES=$2; shift ;;
     --requests) REQUESTS=$2; shift ;;
     --ping-requests) PING_REQUESTS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
     --streams) STREAMS=$2; shift ;;
     --agent) AGENT=$2; shift ;;
@@ -286,6 +296,14 @@ sleep $((REQUESTS * 2 / SUBS + 1))
 phase gzip "$REQUESTS" "$WORK/urls" -H 'accept-encoding: gzip'
 phase reval "$REQUESTS" "$WORK/urls" -H 'if-none-match: *'
 phase ping "$PING_REQUESTS" "$WORK/ping-urls"
+# shellcheck disable=SC2154 # set by phase through eval
+ratios="$gzip_rps $ping_rps $gzip_timed $ping_timed"
+for _ in $(seq 2 "$ROUNDS"); do
+    sleep $((REQUESTS * 2 / SUBS + 1))
+    phase gzip "$REQUESTS" "$WORK/urls" -H 'accept-encoding: gzip'
+    phase ping "$PING_REQUESTS" "$WORK/ping-urls"
+    ratios="$ratios $gzip_rps $ping_rps $gzip_timed $ping_timed"
+done
 if [ -n "$STATIC_URL" ]; then
     for _ in $(seq 1 "$CLIENTS"); do echo "$STATIC_URL"; done >"$WORK/static-urls"
     phase static "$REQUESTS" "$WORK/static-urls"
@@ -296,9 +314,19 @@ awk -v t="$((ticks_after - ticks_before))" -v hz="$hz" -v n="$SUBS" -v e="$ENTRI
     'BEGIN { printf "cold   znp CPU %.3f ms per request (%d-entry file, render plus request handling)\n", t * 1000 / hz / n, e }'
 # shellcheck disable=SC2154 # set by phase through eval
 awk -v w="$warm_rps" -v p="$ping_rps" 'BEGIN { printf "warm / ping  %.2f\n", w / p }'
-# shellcheck disable=SC2154 # set by phase through eval
-awk -v g="$gzip_rps" -v p="$ping_rps" 'BEGIN { printf "gzip / ping  %.2f\n", g / p }'
-# shellcheck disable=SC2154 # set by phase through eval
-awk -v g="$gzip_timed" -v p="$ping_timed" 'BEGIN { printf "gzip / ping (timed by h2load)  %.2f\n", g / p }'
+# median RATIOS...: the median of the ratios, printed with two decimals
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# shellcheck disable=SC2086 # one word per number
+set -- $ratios
+walls=() timeds=()
+while [ $# -ge 4 ]; do
+    walls+=("$(awk -v g="$1" -v p="$2" 'BEGIN { printf "%.4f", g / p }')")
+    timeds+=("$(awk -v g="$3" -v p="$4" 'BEGIN { printf "%.4f", g / p }')")
+    shift 4
+done
+echo "gzip / ping by round  $(printf '%.2f ' "${walls[@]}")"
+echo "gzip / ping  $(median "${walls[@]}")"
+echo "gzip / ping (timed by h2load) by round  $(printf '%.2f ' "${timeds[@]}")"
+echo "gzip / ping (timed by h2load)  $(median "${timeds[@]}")"
 # shellcheck disable=SC2154 # set by phase through eval
 [ -z "$STATIC_URL" ] || awk -v w="$warm_rps" -v s="$static_rps" 'BEGIN { printf "warm / static  %.2f\n", w / s }'
