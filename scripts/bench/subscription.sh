@@ -9,8 +9,9 @@
 #   --subscriptions N   subscriptions, one user each (default 10000)
 #   --entries N         protocol entries every subscription's plan grants (default 50)
 #   --requests N        h2load -n of the warm, gzip, 304 and static phases (default 100000)
-#   --ping-requests N   h2load -n of the ping phase (default 4 x --requests: at 100000 a ping
-#                       phase lasted a quarter of a second, and its rate moved the ratios most)
+#   --ping-requests N   h2load -n of the ping phase (default 2 x --requests). Ping is about
+#                       twice as fast as a gzip download, so both phases last about as long and
+#                       the start-up of the h2load processes takes the same share of each
 #   --rounds N          gzip and ping phase pairs (default 3). The ratios are the medians of
 #                       the pairs, because the rate of one phase varied by 20% between runs
 #   --clients N         parallel h2load processes of one connection each (default 8)
@@ -43,9 +44,8 @@
 #          for a body of that size. Skipped when h2o is not installed.
 # For each phase it prints req/s (requests over the wall-clock time of the
 # phase, which includes starting the h2load processes, and "timed": the sum
-# of the rates each h2load process measured itself), p99 latency (from
-# h2load's per-request log),
-# failed requests, znp's RSS, and the CPU time per request of znp and of the
+# of the rates each h2load process measured itself), the phase's duration,
+# p99 latency (from h2load's per-request log), failed requests, znp's RSS, and the CPU time per request of znp and of the
 # h2load processes (user plus system, from /proc). Both share the cores, so
 # either one's CPU limits the rate. For the cold phase it also prints znp's
 # CPU time per request in ms, which bounds the render CPU of one file. Everything it started is
@@ -82,7 +82,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-PING_REQUESTS=${PING_REQUESTS:-$((REQUESTS * 4))}
+PING_REQUESTS=${PING_REQUESTS:-$((REQUESTS * 2))}
 
 for tool in h2load curl psql; do
     command -v "$tool" >/dev/null || { echo "subscription.sh: $tool is missing: run scripts/setup.sh --test" >&2; exit 1; }
@@ -275,8 +275,8 @@ phase() {
     timed=$(cat "$WORK"/h2load.out.* | awk '/^finished in/ { gsub(",", "", $4); s += $4 } END { printf "%.0f", s }')
     p99=$(cat "$WORK"/h2load.log.* | awk -F'\t' '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", v[i] / 1000 }')
-    printf '%-6s %8d req  %8d req/s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  CPU/req znp %s h2load %s us  (%s)  timed %d req/s\n' \
-        "$name" "$total" "$rps" "$p99" "$((total - ok))" "$failed" $(($(rss_kib) / 1024)) \
+    printf '%-6s %8d req  %8d req/s  in %.2f s  p99 %8s ms  %d not 200/304, %d missing  RSS %4d MiB  CPU/req znp %s h2load %s us  (%s)  timed %d req/s\n' \
+        "$name" "$total" "$rps" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$p99" "$((total - ok))" "$failed" $(($(rss_kib) / 1024)) \
         "$(per_request_us $((z1 - z0)) "$total")" "$(per_request_us $((c1 - c0)) "$total")" "${codes% }" "$timed"
     eval "${name}_rps=$rps"
     eval "${name}_timed=$timed"
