@@ -43,14 +43,19 @@ static char *cursor, *chunk_end; /* the unused rest of the newest chunk */
 
 _Static_assert(sizeof(header_t) == HEADER_BYTES, "blocks must stay aligned to 16");
 
-/* Multiples of 64 up to 1 KiB, then 8 steps per power of two up to ZNP_HOTMEM_MAX_CLASS. */
+/*
+ * Blocks with their header of multiples of 64 bytes up to 1 KiB, then of 8
+ * steps per power of two up to ZNP_HOTMEM_MAX_CLASS. Every block size is a
+ * multiple of 64, so each block starts on a cache line and a block of 112
+ * bytes or less spans two lines at most.
+ */
 static void build_classes(void)
 {
     for (size_t size = SMALL_STEP; size <= 1024; size += SMALL_STEP)
-        class_sizes[class_count++] = size;
+        class_sizes[class_count++] = size - HEADER_BYTES;
     for (size_t power = 1024; power < ZNP_HOTMEM_MAX_CLASS; power *= 2) {
         for (size_t step = 1; step <= 8 && class_count < CLASS_MAX; step++)
-            class_sizes[class_count++] = power + step * (power / 8);
+            class_sizes[class_count++] = power + step * (power / 8) - HEADER_BYTES;
     }
 }
 
@@ -178,6 +183,8 @@ void *znp_hotmem_alloc(size_t size)
         return malloc_block(size);
     pthread_once(&classes_once, build_classes);
     size_class = class_of(size);
+    if (size_class == class_count)
+        return malloc_block(size);
     pthread_mutex_lock(&lock);
     block = take_block(size_class);
     pthread_mutex_unlock(&lock);

@@ -19,6 +19,11 @@ static void hotmem__blocks_aligned_and_disjoint(void **state)
 
             assert_non_null(p);
             assert_int_equal((uintptr_t)p % 16, 0);
+#if !defined(__SANITIZE_ADDRESS__)
+            /* a block with its 16-byte header starts on a cache line */
+            if (sizes[i] <= ZNP_HOTMEM_MAX_CLASS)
+                assert_int_equal(((uintptr_t)p - 16) % 64, 0);
+#endif
             assert_true(znp_hotmem_usable(p) >= sizes[i]);
             /* a class is at most an eighth larger than the size asked for (or 64 bytes below 1 KiB) */
             if (sizes[i] > 1024 && sizes[i] <= ZNP_HOTMEM_MAX_CLASS)
@@ -38,6 +43,24 @@ static void hotmem__blocks_aligned_and_disjoint(void **state)
     for (size_t k = 0; k < n; k++)
         znp_hotmem_free(blocks[k]);
     znp_hotmem_free(NULL);
+}
+
+static void hotmem__largest_class_boundary(void **state)
+{
+    /* the largest class holds a little less than ZNP_HOTMEM_MAX_CLASS, so this size goes to malloc */
+    unsigned char *p;
+
+    (void)state;
+    p = znp_hotmem_alloc(ZNP_HOTMEM_MAX_CLASS);
+    assert_non_null(p);
+    assert_true(znp_hotmem_usable(p) >= ZNP_HOTMEM_MAX_CLASS);
+    p[0] = 1;
+    p[ZNP_HOTMEM_MAX_CLASS - 1] = 2;
+    znp_hotmem_free(p);
+    p = znp_hotmem_alloc(ZNP_HOTMEM_MAX_CLASS - 16);
+    assert_non_null(p);
+    p[ZNP_HOTMEM_MAX_CLASS - 17] = 3;
+    znp_hotmem_free(p);
 }
 
 static void hotmem__freed_block_reused(void **state)
@@ -137,6 +160,7 @@ int run_hotmem_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hotmem__blocks_aligned_and_disjoint),
+        cmocka_unit_test(hotmem__largest_class_boundary),
         cmocka_unit_test(hotmem__freed_block_reused),
         cmocka_unit_test(hotmem__calloc_zeroes_reused_block),
         cmocka_unit_test(hotmem__many_chunks),
