@@ -122,6 +122,17 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/*
+ * The shard of a hash. It comes from the high bits because the slot inside
+ * the shard comes from the low ones: with both from the low bits, a shard
+ * used only one slot in ZNP_LIMITER_SHARDS and its chains grew that much
+ * longer.
+ */
+static size_t shard_of(uint64_t hash)
+{
+    return (size_t)((hash >> 32) % ZNP_LIMITER_SHARDS);
+}
+
 static uint64_t hash_key(uint64_t seed, const uint8_t *key, size_t len)
 {
     uint64_t h = mix(seed ^ len);
@@ -273,7 +284,7 @@ void znp_limiter_take_hashed(znp_limiter_t *limiter, uint64_t hash, const void *
     if (key_len > ZNP_LIMITER_KEY_MAX)
         key_len = ZNP_LIMITER_KEY_MAX;
 
-    shard = &limiter->shards[hash % ZNP_LIMITER_SHARDS];
+    shard = &limiter->shards[shard_of(hash)];
     now_ms = limiter->clock(limiter->clock_data);
 
     pthread_mutex_lock(&shard->lock);
@@ -307,7 +318,7 @@ void znp_limiter_take_hashed(znp_limiter_t *limiter, uint64_t hash, const void *
 
 static entry_t **slot_of(znp_limiter_t *limiter, uint64_t hash)
 {
-    shard_t *shard = &limiter->shards[hash % ZNP_LIMITER_SHARDS];
+    shard_t *shard = &limiter->shards[shard_of(hash)];
 
     return &shard->slots[hash & shard->slot_mask];
 }
@@ -325,6 +336,28 @@ void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, uint64_t hash)
         /* the key the take compares is in the bucket's second cache line */
         __builtin_prefetch(e);
         __builtin_prefetch((const char *)e + 64);
+    }
+}
+
+void znp_limiter_chains(znp_limiter_t *limiter, size_t *used_slots, size_t *longest)
+{
+    *used_slots = 0;
+    *longest = 0;
+    for (size_t i = 0; i < ZNP_LIMITER_SHARDS; i++) {
+        shard_t *shard = &limiter->shards[i];
+
+        pthread_mutex_lock(&shard->lock);
+        for (size_t slot = 0; slot <= shard->slot_mask; slot++) {
+            size_t length = 0;
+
+            for (const entry_t *e = shard->slots[slot]; e != NULL; e = e->chain)
+                length++;
+            if (length > 0)
+                (*used_slots)++;
+            if (length > *longest)
+                *longest = length;
+        }
+        pthread_mutex_unlock(&shard->lock);
     }
 }
 

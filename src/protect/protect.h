@@ -153,6 +153,8 @@ void znp_limiter_take_hashed(znp_limiter_t *limiter, uint64_t hash, const void *
  */
 void znp_limiter_prefetch_slot(znp_limiter_t *limiter, uint64_t hash);
 void znp_limiter_prefetch_bucket(znp_limiter_t *limiter, uint64_t hash);
+/* Hash slots in use and the longest chain, over all shards: for tests and diagnostics (walks every slot). */
+void znp_limiter_chains(znp_limiter_t *limiter, size_t *used_slots, size_t *longest);
 /* Buckets held now. */
 size_t znp_limiter_size(znp_limiter_t *limiter);
 /* Maximum number of buckets in the table. */

@@ -418,6 +418,30 @@ static void protect__limiter_hashed_take_shares_bucket(void **state)
     znp_limiter_destroy(limiter);
 }
 
+static void protect__limiter_keys_spread_over_slots(void **state)
+{
+    znp_rate_t rate = {.per_minute = 60, .burst = 5};
+    int64_t now = 0;
+    znp_limiter_t *limiter = NULL;
+    znp_rate_verdict_t v;
+    size_t used = 0, longest = 0;
+
+    (void)state;
+    /* the download's table: 65,536 keys, so one slot per key at most */
+    assert_int_equal(znp_limiter_create(&limiter, 65536, fake_now_ms, &now), 0);
+    for (uint32_t i = 0; i < 20000; i++) {
+        char key[23];
+
+        snprintf(key, sizeof(key), "token-%016u", i);
+        znp_limiter_take(limiter, key, strlen(key), rate, &v);
+    }
+    znp_limiter_chains(limiter, &used, &longest);
+    /* random placement of 20,000 keys in 65,536 slots fills about 17,000; with one slot in 16 it was 4,096 */
+    assert_true(used > 15000);
+    assert_true(longest <= 8);
+    znp_limiter_destroy(limiter);
+}
+
 static void protect__limiter_zero_rate_allows(void **state)
 {
     znp_rate_t none = {.per_minute = 0, .burst = 0};
@@ -630,6 +654,7 @@ int main(void)
         cmocka_unit_test(protect__limiter_keeps_recent_keys),
         cmocka_unit_test(protect__limiter_zero_rate_allows),
         cmocka_unit_test(protect__limiter_hashed_take_shares_bucket),
+        cmocka_unit_test(protect__limiter_keys_spread_over_slots),
         cmocka_unit_test(protect__group_of_table),
         cmocka_unit_test(protect__config_errors_name_the_line),
         cmocka_unit_test(protect__admit_with_fake_clock),
