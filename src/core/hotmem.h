@@ -7,10 +7,20 @@
  * page walk can take longer in a virtual machine. Where the kernel has THP
  * off, the chunks are ordinary memory.
  *
- * Blocks are kept in size classes, each at most 1/8 larger than the size
- * asked for (64 bytes apart below 1 KiB), and a freed block goes to its
- * class's free list for the next block of that class. Memory is never returned to the operating system, so
- * the footprint is the largest one the process has had. Blocks over
+ * Blocks are kept in size classes. Class sizes, header included, are 64
+ * bytes apart up to 1 KiB and then 1/8 of a power of two apart, so a block
+ * holds up to about 1/8 more than asked for. A freed block goes to its
+ * class's free list and serves only later blocks of that class: blocks are
+ * neither split nor merged, and memory is never returned to the operating
+ * system. So each class keeps the most memory it has held at one time.
+ *
+ * NOTE: a template or a node list that lengthens every file can move all
+ * cache entries into the next class. The old class's blocks then stay on
+ * its free list, so memory can grow by about one cache's worth on each such
+ * step until the sizes come back. Merging free neighbours, or giving idle
+ * chunks back, would bound this and is not done yet.
+ *
+ * Blocks over
  * ZNP_HOTMEM_MAX_CLASS and builds with AddressSanitizer use malloc instead.
  * All calls are thread-safe.
  */

@@ -7,9 +7,9 @@
 
 static void hotmem__blocks_aligned_and_disjoint(void **state)
 {
-    static const size_t sizes[] = {1, 15, 16, 64, 65, 1000, 1024, 1025, 3000, 18000, 200000, 5u << 20};
-    unsigned char *blocks[12 * 8];
-    size_t lengths[12 * 8];
+    static const size_t sizes[] = {1, 15, 16, 64, 65, 1000, 1024, 1025, 2033, 4081, 18000, 200000, 5u << 20};
+    unsigned char *blocks[13 * 8];
+    size_t lengths[13 * 8];
     size_t n = 0;
 
     (void)state;
@@ -25,9 +25,11 @@ static void hotmem__blocks_aligned_and_disjoint(void **state)
                 assert_int_equal(((uintptr_t)p - 16) % 64, 0);
 #endif
             assert_true(znp_hotmem_usable(p) >= sizes[i]);
-            /* a class is at most an eighth larger than the size asked for (or 64 bytes below 1 KiB) */
-            if (sizes[i] > 1024 && sizes[i] <= ZNP_HOTMEM_MAX_CLASS)
-                assert_true(znp_hotmem_usable(p) <= sizes[i] + sizes[i] / 8);
+            /* a block holds at most 1/8 of the next power of two more than asked for (64 bytes below 1 KiB) */
+            if (sizes[i] < 1024)
+                assert_true(znp_hotmem_usable(p) < sizes[i] + 64);
+            else if (sizes[i] <= ZNP_HOTMEM_MAX_CLASS)
+                assert_true(znp_hotmem_usable(p) <= sizes[i] + sizes[i] / 4);
             memset(p, (int)(n & 0xff), sizes[i]);
             blocks[n] = p;
             lengths[n] = sizes[i];
@@ -47,7 +49,7 @@ static void hotmem__blocks_aligned_and_disjoint(void **state)
 
 static void hotmem__largest_class_boundary(void **state)
 {
-    /* the largest class holds a little less than ZNP_HOTMEM_MAX_CLASS, so this size goes to malloc */
+    /* the largest class fits a little less than ZNP_HOTMEM_MAX_CLASS, so this size goes to malloc */
     unsigned char *p;
 
     (void)state;
