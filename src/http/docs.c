@@ -87,7 +87,7 @@ void znp_http__send_docs_missing(h2o_req_t *req)
 
 int znp_http__on_docs_request(h2o_handler_t *self, h2o_req_t *req)
 {
-    znp_http_request_t *state = znp_http__begin_request(req, "/docs");
+    znp_http_request_t *state = znp_http__begin_request(req, "/docs", 0);
     h2o_iovec_t path = req->path_normalized;
 
     (void)self;

@@ -170,7 +170,8 @@ h2o_req_t *znp_http__job_take_request(void *job);
 
 /* request.c: shared per-request steps used by docs.c */
 typedef struct znp_http_request znp_http_request_t;
-znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route);
+/* `started_ns`: CLOCK_MONOTONIC when the handler received the request, or 0 for now. */
+znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route, uint64_t started_ns);
 void znp_http__send_error(h2o_req_t *req, znp_http_request_t *state, int err, const char *allow);
 void znp_http__send_body(h2o_req_t *req, int status, const char *content_type, h2o_iovec_t body);
 

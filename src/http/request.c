@@ -444,7 +444,7 @@ static znp_http_request_t *find_request_state(h2o_req_t *req)
 
 static h2o_iovec_t target_path(h2o_req_t *req);
 
-znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route)
+znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route, uint64_t started_ns)
 {
     znp_http_loop_t *loop = znp_http__loop_of(req);
     znp_http_server_t *server = loop->server;
@@ -456,7 +456,7 @@ znp_http_request_t *znp_http__begin_request(h2o_req_t *req, const char *route)
     state->loop = loop;
     state->route = route;
     state->locale = request_locale(req, server->default_locale);
-    state->started_ns = monotonic_ns();
+    state->started_ns = started_ns != 0 ? started_ns : monotonic_ns();
     assign_request_id(state->request_id, req);
     znp_http__guard_init(&state->guard, req, server, target_path(req));
 
@@ -1282,6 +1282,7 @@ static h2o_iovec_t target_path(h2o_req_t *req)
 /* The catch-all handler on "/" and on the fallback path. */
 static int on_request(h2o_handler_t *self, h2o_req_t *req)
 {
+    uint64_t started_ns = monotonic_ns();
     h2o_iovec_t path = target_path(req);
     znp_http_request_t *state;
     routed_t routed;
@@ -1290,7 +1291,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
     /* the route is matched first, so that a warm hint's memory loads overlap the setup and checks below */
     route_early(&routed, znp_http__loop_of(req)->server, req, path);
-    state = znp_http__begin_request(req, "unmatched");
+    state = znp_http__begin_request(req, "unmatched", started_ns);
     rc = check_limits(state->loop->server, req);
     if (rc != 0) {
         znp_http__send_error(req, state, rc, NULL);
