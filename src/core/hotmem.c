@@ -44,10 +44,10 @@ static char *cursor, *chunk_end; /* the unused rest of the newest chunk */
 _Static_assert(sizeof(header_t) == HEADER_BYTES, "blocks must stay aligned to 16");
 
 /*
- * Blocks with their header of multiples of 64 bytes up to 1 KiB, then of 8
- * steps per power of two up to ZNP_HOTMEM_MAX_CLASS. Every block size is a
- * multiple of 64, so each block starts on a cache line and a block of 112
- * bytes or less spans two lines at most.
+ * Fill class_sizes. A block, header included, is a multiple of 64 bytes up
+ * to 1 KiB and then one of 8 steps per power of two up to
+ * ZNP_HOTMEM_MAX_CLASS. So each block starts on a cache line, and a block
+ * of up to 112 bytes spans at most two lines.
  */
 static void build_classes(void)
 {
@@ -156,7 +156,7 @@ static char *take_block(size_t size_class)
     return block;
 }
 
-/* A malloc'd block with a header in front, for sizes over the largest class. */
+/* A malloc'd block with a header in front, for sizes that no class fits and for AddressSanitizer builds. */
 static void *malloc_block(size_t size)
 {
     header_t *header;
